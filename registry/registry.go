@@ -1,0 +1,207 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ErrUnknownTask is matched by errors for a task name that is not
+// registered.
+var ErrUnknownTask = errors.New("unknown task")
+
+// ErrBadArgs is matched by errors for arguments that are not valid JSON or
+// do not decode into the handler's argument type.
+var ErrBadArgs = errors.New("bad task arguments")
+
+// Registry maps task names to handlers. It is safe for concurrent use;
+// tasks are normally registered at program start.
+type Registry struct {
+	mu    sync.RWMutex
+	tasks map[string]*entry
+}
+
+type entry struct {
+	argType reflect.Type
+	// run decodes args and calls the handler; check only decodes.
+	run   func(ctx context.Context, args []byte) error
+	check func(args []byte) error
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{tasks: make(map[string]*entry)}
+}
+
+// Task is a typed handle on a registered task: enqueueing through it only
+// accepts the handler's argument type.
+type Task[A any] struct {
+	name string
+}
+
+// Name returns the task's registered name.
+func (t Task[A]) Name() string { return t.name }
+
+// Enqueuer is what a Task enqueues through; *queue.Queue implements it.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, task string, args any) (int64, error)
+	EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any) (int64, error)
+}
+
+// Enqueue queues the task with args through q and returns the new task's id.
+func (t Task[A]) Enqueue(ctx context.Context, q Enqueuer, args A) (int64, error) {
+	return q.Enqueue(ctx, t.name, args)
+}
+
+// EnqueueTx queues the task inside the caller's transaction tx; see
+// queue.Queue.EnqueueTx for the wakeup the caller owes after commit.
+func (t Task[A]) EnqueueTx(ctx context.Context, q Enqueuer, tx *sql.Tx, args A) (int64, error) {
+	return q.EnqueueTx(ctx, tx, t.name, args)
+}
+
+// Register adds a task called name whose handler takes arguments of type A,
+// decoded from JSON, and returns a typed handle for enqueueing it.
+//
+// Register panics if name is empty, fn is nil or name is already taken:
+// those are programming errors, found at start-up, like http.HandleFunc's.
+func Register[A any](r *Registry, name string, fn func(ctx context.Context, args A) error) Task[A] {
+	if name == "" {
+		panic("registry: Register with an empty task name")
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("registry: Register %q with a nil handler", name))
+	}
+	e := &entry{
+		argType: reflect.TypeFor[A](),
+		run: func(ctx context.Context, args []byte) error {
+			a, err := decode[A](name, args)
+			if err != nil {
+				return err
+			}
+			return fn(ctx, a)
+		},
+		check: func(args []byte) error {
+			_, err := decode[A](name, args)
+			return err
+		},
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.tasks[name]; dup {
+		panic(fmt.Sprintf("registry: task %q registered twice", name))
+	}
+	r.tasks[name] = e
+	return Task[A]{name: name}
+}
+
+// decode turns JSON args into an A. Empty args decode as JSON null, that is
+// the zero A, so a task without arguments may be enqueued with none.
+func decode[A any](name string, args []byte) (A, error) {
+	var a A
+	if len(args) == 0 {
+		return a, nil
+	}
+	if err := json.Unmarshal(args, &a); err != nil {
+		// The decoder's message names types and offsets, never the values:
+		// arguments can hold secrets.
+		return a, fmt.Errorf("%w for task %q: %v", ErrBadArgs, name, err)
+	}
+	return a, nil
+}
+
+func (r *Registry) lookup(name string) (*entry, error) {
+	r.mu.RLock()
+	e := r.tasks[name]
+	r.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTask, name)
+	}
+	return e, nil
+}
+
+// Run decodes args and runs the handler registered as name, returning its
+// error. Errors from the lookup or decoding match ErrUnknownTask or
+// ErrBadArgs; the handler never starts then.
+func (r *Registry) Run(ctx context.Context, name string, args []byte) error {
+	e, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	return e.run(ctx, args)
+}
+
+// Check reports whether name is registered and args decode into its
+// argument type, without running anything.
+func (r *Registry) Check(name string, args []byte) error {
+	e, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	return e.check(args)
+}
+
+// Has reports whether a task called name is registered.
+func (r *Registry) Has(name string) bool {
+	_, err := r.lookup(name)
+	return err == nil
+}
+
+// Names returns the registered task names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.tasks))
+	for n := range r.tasks {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ArgType returns the Go type a task's arguments decode into, for help
+// output; ok is false for an unknown name.
+func (r *Registry) ArgType(name string) (t reflect.Type, ok bool) {
+	e, err := r.lookup(name)
+	if err != nil {
+		return nil, false
+	}
+	return e.argType, true
+}
+
+// Info describes the task a handler is running.
+type Info struct {
+	ID         int64        // the task's id, unique for the life of the database
+	Name       string       // the registered name
+	EnqueuedAt time.Time    // when the producer enqueued it
+	Logger     *slog.Logger // the daemon's logger with task and task_id attributes
+}
+
+type infoKey struct{}
+
+// WithInfo returns a context carrying info; the foreman calls it for every
+// task it starts.
+func WithInfo(ctx context.Context, info Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// InfoFrom returns the Info of the task running with ctx, if any.
+func InfoFrom(ctx context.Context) (Info, bool) {
+	info, ok := ctx.Value(infoKey{}).(Info)
+	return info, ok
+}
+
+// Logger returns the logger of the task running with ctx, or slog.Default()
+// outside a task.
+func Logger(ctx context.Context) *slog.Logger {
+	if info, ok := InfoFrom(ctx); ok && info.Logger != nil {
+		return info.Logger
+	}
+	return slog.Default()
+}
