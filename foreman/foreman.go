@@ -71,7 +71,7 @@ type Config struct {
 	// abandoned and counted interrupted. Default 1s.
 	HardStopWait time.Duration
 	// Logger receives lifecycle records at info, problems at warn and
-	// error, and one "task done" record per task at debug. Default
+	// error, and "task started" and "task done" records per task at debug. Default
 	// slog.Default(). Task arguments are never logged.
 	Logger *slog.Logger
 }
@@ -387,6 +387,10 @@ func (f *Foreman) report(err error, t *queue.Task) {
 // ended, and hands the outcome to the loop.
 func (f *Foreman) run(t queue.Task) {
 	start := time.Now()
+	debug := f.log.Enabled(context.Background(), slog.LevelDebug)
+	if debug {
+		f.log.Debug("task started", "task", t.Name, "task_id", t.ID)
+	}
 	ctx := registry.WithInfo(f.taskCtx, registry.Info{
 		ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: f.log,
 	})
@@ -409,12 +413,15 @@ func (f *Foreman) run(t queue.Task) {
 		}
 	}
 
-	if f.log.Enabled(context.Background(), slog.LevelDebug) {
+	if debug {
 		f.log.Debug("task done", "task", t.Name, "task_id", t.ID, "duration", d, "outcome", o.String())
 	}
 	if err != nil {
 		f.logFailure(&t, o, err, d)
-		f.report(err, &t)
+		// A task cut off by a stop is expected, not a bug to report.
+		if o != Interrupted {
+			f.report(err, &t)
+		}
 	}
 	f.results <- o
 }

@@ -357,6 +357,9 @@ func TestForeman_GracefulTimeoutInterrupts(t *testing.T) {
 		if c := h.f.Counters(); c != (Counters{Done: 1, Interrupted: 2}) {
 			t.Errorf("counters = %+v, want 1 done, 2 interrupted", c)
 		}
+		if errs, _ := h.rep.snapshot(); len(errs) != 0 {
+			t.Errorf("interrupted tasks were reported as errors: %v", errs)
+		}
 		if n := h.src.pending(); n != 1 {
 			t.Errorf("%d tasks left queued, want 1", n)
 		}

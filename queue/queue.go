@@ -442,7 +442,7 @@ func (q *Queue) runPending(ctx context.Context, ts []pendingTask) error {
 	for _, t := range ts {
 		tctx := registry.WithInfo(ctx, registry.Info{
 			ID: t.id, Name: t.name, EnqueuedAt: time.Now(),
-			Logger: q.log.With("task", t.name, "task_id", t.id),
+			Logger: q.log,
 		})
 		if err := q.cfg.Registry.Run(tctx, t.name, t.args); err != nil {
 			return fmt.Errorf("run %s (inline): %w", t.name, err)

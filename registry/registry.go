@@ -180,7 +180,7 @@ type Info struct {
 	ID         int64        // the task's id, unique for the life of the database
 	Name       string       // the registered name
 	EnqueuedAt time.Time    // when the producer enqueued it
-	Logger     *slog.Logger // the daemon's logger with task and task_id attributes
+	Logger     *slog.Logger // the daemon's logger; Logger(ctx) adds task and task_id
 }
 
 type infoKey struct{}
@@ -197,11 +197,16 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 	return info, ok
 }
 
-// Logger returns the logger of the task running with ctx, or slog.Default()
-// outside a task.
+// Logger returns the daemon's logger with the running task's name and id
+// as attributes (task, task_id), or slog.Default() outside a task.
 func Logger(ctx context.Context) *slog.Logger {
-	if info, ok := InfoFrom(ctx); ok && info.Logger != nil {
-		return info.Logger
+	info, ok := InfoFrom(ctx)
+	if !ok {
+		return slog.Default()
 	}
-	return slog.Default()
+	l := info.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With("task", info.Name, "task_id", info.ID)
 }

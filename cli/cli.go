@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/registry"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0 // success, including a daemon stopped by a signal
+	ExitError  = 1 // a runtime error
+	ExitUsage  = 2 // bad flags, arguments or environment
+	ExitLocked = 4 // another daemon holds the data directory's lock
+)
+
+// File names inside the data directory, beside the database and the wakeup
+// directory (queue.DBFile, queue.WakeupDirName).
+const (
+	LockFile = "snappea.lock"
+	PIDFile  = "snappea.pid"
+)
+
+// Main runs the command line in os.Args with the tasks in reg (plus the
+// built-in snappea.* tasks) and returns the process exit code.
+func Main(reg *registry.Registry) int {
+	return Run(context.Background(), os.Args[1:], Env{
+		Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
+	}, reg)
+}
+
+// Env is what a command sees of its process; Main fills it from the real
+// one, tests from their own.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Run runs one command line (args without the program name) and returns
+// its exit code.
+func Run(ctx context.Context, args []string, env Env, reg *registry.Registry) int {
+	if reg == nil {
+		reg = registry.New()
+	}
+	registry.RegisterBuiltins(reg)
+	c := &cmdEnv{Env: env, reg: reg}
+	if len(args) == 0 {
+		c.printHelp(env.Stderr)
+		return ExitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			if cmd := c.lookup(rest[0]); cmd != nil {
+				cmd.flags().SetOutput(env.Stdout)
+				cmd.flags().Usage()
+				return ExitOK
+			}
+		}
+		c.printHelp(env.Stdout)
+		return ExitOK
+	case "version", "--version":
+		fmt.Fprintln(env.Stdout, "snappea", Version())
+		return ExitOK
+	}
+	cmd := c.lookup(name)
+	if cmd == nil {
+		fmt.Fprintf(env.Stderr, "snappea: unknown command %q; run 'snappea help' for the list\n", name)
+		return ExitUsage
+	}
+	fs := cmd.flags()
+	if err := applyEnv(fs, env.Getenv); err != nil {
+		fmt.Fprintf(env.Stderr, "snappea %s: %v\n", name, err)
+		return ExitUsage
+	}
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	return cmd.run(ctx, fs.Args())
+}
+
+// Version is the version of the main module, as the Go toolchain stamped it.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+type cmdEnv struct {
+	Env
+	reg  *registry.Registry
+	cmds []command
+}
+
+// command is one subcommand. flags builds its FlagSet once.
+type command struct {
+	name, args, summary string
+	flags               func() *flag.FlagSet
+	run                 func(ctx context.Context, args []string) int
+}
+
+func (c *cmdEnv) commands() []command {
+	if c.cmds == nil {
+		c.cmds = []command{
+			c.runCommand(),
+			c.enqueueCommand(),
+			c.statusCommand(),
+			c.stopCommand(),
+			c.migrateCommand(),
+			c.tasksCommand(),
+		}
+	}
+	return c.cmds
+}
+
+func (c *cmdEnv) lookup(name string) *command {
+	for _, cmd := range c.commands() {
+		if cmd.name == name {
+			return &cmd
+		}
+	}
+	return nil
+}
+
+// newFlagSet returns a FlagSet whose usage lists its flags with their
+// environment twins.
+func (c *cmdEnv) newFlagSet(name, args, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet("snappea "+name, flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: snappea %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", name, args, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// envName is a flag's environment twin: --wakeup-dir is SNAPPEA_WAKEUP_DIR.
+func envName(flagName string) string {
+	return "SNAPPEA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envAliases are further variables a flag is read from, after its own.
+var envAliases = map[string][]string{"sentry-dsn": {"SENTRY_DSN"}}
+
+// applyEnv sets every flag of fs whose environment twin is set, before
+// the command line is parsed, so that a flag given on the command line wins.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		for _, name := range append([]string{envName(f.Name)}, envAliases[f.Name]...) {
+			if v := getenv(name); v != "" {
+				if e := f.Value.Set(v); e != nil {
+					err = fmt.Errorf("environment variable %s=%q: %v", name, v, e)
+				}
+				return
+			}
+		}
+	})
+	return err
+}
+
+// withEnv appends the environment twin to a flag's usage text.
+func withEnv(name, usage string) string {
+	names := append([]string{envName(name)}, envAliases[name]...)
+	return usage + " (env " + strings.Join(names, ", ") + ")"
+}
+
+// dataFlags locate the data directory and its parts.
+type dataFlags struct {
+	dir, db, wakeupDir, pidfile string
+}
+
+func (d *dataFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.dir, "dir", queue.DefaultDir, withEnv("dir", "data directory holding the database, wakeup directory, pidfile and lock"))
+	fs.StringVar(&d.db, "db", "", withEnv("db", "database file (default DIR/"+queue.DBFile+")"))
+	fs.StringVar(&d.wakeupDir, "wakeup-dir", "", withEnv("wakeup-dir", "wakeup directory (default DIR/"+queue.WakeupDirName+")"))
+	fs.StringVar(&d.pidfile, "pidfile", "", withEnv("pidfile", "pid file written by the daemon (default DIR/"+PIDFile+")"))
+}
+
+func (d *dataFlags) queueConfig() queue.Config {
+	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir}
+}
+
+func (d *dataFlags) dbPath() string {
+	if d.db != "" {
+		return d.db
+	}
+	return filepath.Join(d.dir, queue.DBFile)
+}
+
+func (d *dataFlags) lockPath() string { return filepath.Join(d.dir, LockFile) }
+
+func (d *dataFlags) pidPath() string {
+	if d.pidfile != "" {
+		return d.pidfile
+	}
+	return filepath.Join(d.dir, PIDFile)
+}
+
+// openExisting opens the queue for a command that only looks at it: a
+// missing database is an error (most likely a wrong --dir), not a new one.
+func (d *dataFlags) openExisting(ctx context.Context) (*queue.Queue, error) {
+	if _, err := os.Stat(d.dbPath()); err != nil {
+		return nil, fmt.Errorf("no snappea database at %s (is --dir right?): %w", d.dbPath(), err)
+	}
+	return queue.Open(ctx, d.queueConfig())
+}
+
+func (c *cmdEnv) printHelp(w io.Writer) {
+	fmt.Fprint(w, `snappea runs background tasks from a SQLite queue.
+
+Usage: snappea <command> [flags] [arguments]
+
+Commands:
+`)
+	for _, cmd := range c.commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintf(w, `  %-9s %s
+  %-9s %s
+
+Run 'snappea <command> -h' for a command's flags. Every flag can also be set
+through the environment: --wakeup-dir is SNAPPEA_WAKEUP_DIR, and so on; a
+flag on the command line wins. --sentry-dsn also reads SENTRY_DSN.
+
+Signals (to the process of 'snappea run'):
+  TERM, INT  stop intake at once; running tasks may finish until the graceful
+             timeout, then their contexts are cancelled; queued tasks stay
+             queued. A repeated signal changes nothing.
+
+Exit codes:
+  0  success, or the daemon stopped cleanly (also after a graceful timeout)
+  1  runtime error
+  2  usage error: bad flags, arguments or environment
+  4  another daemon holds the lock on the data directory
+
+Delivery is at-most-once: a task's row is deleted before its handler starts,
+so a crash loses only tasks that had started, never queued ones.
+`, "help", "show this help, or a command's flags: snappea help run",
+		"version", "print the version")
+}
+
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.String()
+	case d < time.Minute:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}

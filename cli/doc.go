@@ -1,0 +1,16 @@
+// Package cli is the snappea command line: the subcommands, their flags
+// and environment variables, signal handling and exit codes. The stock
+// binary, cmd/snappea, is one call to [Main]; a program with its own tasks
+// builds its daemon the same way, handing Main its own registry, and gets
+// every subcommand and flag for free:
+//
+//	func main() {
+//		os.Exit(cli.Main(tasks.Registry))
+//	}
+//
+// Every binary built this way also has the built-in snappea.* tasks
+// (see registry.RegisterBuiltins), for smoke tests and benchmarks.
+//
+// This is the only package that reads flags, the environment or signals;
+// the packages it wires together take a Config and a context.
+package cli
