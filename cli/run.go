@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ type runFlags struct {
 	gracefulTimeout time.Duration
 	pollInterval    time.Duration
 	sentryDSN       string
+	cpuProfile      string
 }
 
 func (c *cmdEnv) runCommand() command {
@@ -34,13 +36,14 @@ func (c *cmdEnv) runCommand() command {
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("run", "", "Runs the daemon in the foreground: claims queued tasks and runs them.")
-				f.data.register(fs)
+				f.data.registerQueue(fs)
 				f.log.register(fs)
 				fs.IntVar(&f.workers, "workers", 16, withEnv("workers", "number of tasks run at once"))
 				fs.IntVar(&f.batch, "batch", 0, withEnv("batch", "most tasks taken per claim; never more than the free workers (default: --workers)"))
 				fs.DurationVar(&f.gracefulTimeout, "graceful-timeout", 10*time.Second, withEnv("graceful-timeout", "on stop, how long running tasks may finish before their contexts are cancelled"))
 				fs.DurationVar(&f.pollInterval, "poll-interval", 3*time.Second, withEnv("poll-interval", "how often to look for tasks without a wakeup (a fallback; wakeups are immediate)"))
 				fs.StringVar(&f.sentryDSN, "sentry-dsn", "", withEnv("sentry-dsn", "report failed and panicking tasks to this Sentry DSN"))
+				fs.StringVar(&f.cpuProfile, "cpuprofile", "", withEnv("cpuprofile", "write a CPU profile of the whole run to this file (for go tool pprof)"))
 			}
 			return fs
 		},
@@ -155,6 +158,15 @@ func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
 		}
 	}()
 
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			log.Error("not starting", "err", err)
+			return ExitError
+		}
+		defer stop()
+	}
+
 	log.Info("snappea started", "pid", os.Getpid(), "version", Version(), "db", qcfg.DBPath,
 		"wakeup_dir", qcfg.WakeupDir, "tasks", len(c.reg.Names()))
 	err = fm.Run(ctx)
@@ -166,4 +178,21 @@ func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
 		return ExitError
 	}
 	return ExitOK
+}
+
+// startCPUProfile profiles the process into path until the returned func
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		pf.Close()
+	}, nil
 }

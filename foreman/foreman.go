@@ -43,6 +43,10 @@ type Reporter interface {
 	Report(err error, task *queue.Task)
 }
 
+// claimDelay is the longest a free slot waits for more slots to free up
+// before a claim while other tasks run; see Run.
+const claimDelay = time.Millisecond
+
 // ErrAlreadyRunning is returned by Run when called a second time.
 var ErrAlreadyRunning = errors.New("foreman: Run called twice")
 
@@ -271,6 +275,11 @@ func (f *Foreman) Run(ctx context.Context) error {
 	)
 	poll := time.NewTicker(cfg.PollInterval)
 	defer poll.Stop()
+	threshold := max(1, min(cfg.Batch, cfg.Workers)/2)
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	var coalesceC <-chan time.Time
+	delayed := false
 
 	finish := func(o Outcome) {
 		busy--
@@ -280,9 +289,26 @@ func (f *Foreman) Run(ctx context.Context) error {
 loop:
 	for {
 		// Claim while there may be work and a slot is free. Finished tasks
-		// are collected first, so that a claim fills every free slot.
+		// are collected first, so that a claim fills every free slot. With
+		// tasks running, a claim waits for half a batch of free slots or
+		// for claimDelay, whichever comes first: a claim costs about as
+		// much for one task as for a batch, so fast tasks are claimed in
+		// full batches, while a slot freed among slow tasks idles at most
+		// claimDelay. An idle foreman claims at once.
 		for !stopping && mayHaveWork && retry == nil && busy < cfg.Workers {
 			n := min(cfg.Workers-busy, cfg.Batch)
+			if busy > 0 && n < threshold && !delayed {
+				if coalesceC == nil {
+					coalesce.Reset(claimDelay)
+					coalesceC = coalesce.C
+				}
+				break
+			}
+			delayed = false
+			if coalesceC != nil {
+				coalesce.Stop()
+				coalesceC = nil
+			}
 			tasks, err := cfg.Source.Claim(claimCtx, n)
 			if err != nil {
 				if claimCtx.Err() != nil {
@@ -320,6 +346,9 @@ loop:
 			mayHaveWork = true
 		case <-retry:
 			retry = nil
+		case <-coalesceC:
+			coalesceC = nil
+			delayed = true
 		case o := <-f.results:
 			finish(o)
 			busy -= f.collect()

@@ -463,3 +463,43 @@ func TestOutcome_String(t *testing.T) {
 		}
 	}
 }
+
+func TestForeman_ClaimsCoalesce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Workers: 16}, nil)
+		h.src.add(registry.SleepTask, `{"ms": 1}`, 320)
+		h.start()
+		waitFor(t, "320 tasks", func() bool { return h.f.Counters().Done == 320 })
+		h.stop()
+		h.wait(t)
+		// Full claims of 16 would take 20; claims of single freed slots 320.
+		if h.src.claims > 30 {
+			t.Errorf("%d claims for 320 tasks with 16 workers, want about 20", h.src.claims)
+		}
+	})
+}
+
+func TestForeman_FreedSlotIsFilledWithinClaimDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan time.Time, 1)
+		h := newHarness(t, Config{Workers: 16}, func(r *registry.Registry) {
+			registry.Register(r, "probe", func(ctx context.Context, _ struct{}) error {
+				started <- time.Now()
+				return nil
+			})
+		})
+		h.src.add(registry.SleepTask, `{"ms": 1000}`, 1)
+		h.src.add(registry.SleepTask, `{"ms": 60000}`, 15)
+		h.src.add("probe", ``, 1)
+		h.start()
+		begin := time.Now()
+		got := <-started
+		// One slot frees at 1s; the other 15 stay busy. The queued task
+		// must not wait for half the pool to free up.
+		if wait := got.Sub(begin); wait < time.Second || wait > time.Second+claimDelay {
+			t.Errorf("queued task started after %v, want within %v of the slot freeing at 1s", wait, claimDelay)
+		}
+		h.stop()
+		h.wait(t)
+	})
+}

@@ -460,14 +460,12 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	}
 	q.writeMu.Lock()
 	defer q.writeMu.Unlock()
-	// An explicit transaction, so that a failed commit is an error here and
-	// not a task run whose row comes back.
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
-	}
-	defer tx.Rollback()
-	rows, err := tx.StmtContext(ctx, q.claim).QueryContext(ctx, n)
+	// One autocommit statement: SQLite deletes every row during the first
+	// step, buffers the RETURNING rows, and commits when the statement
+	// finishes. A failed commit surfaces in rows.Err, and then the tasks
+	// read are dropped here (their rows were rolled back and stay queued),
+	// so nothing is handed out that is not deleted for good.
+	rows, err := q.claim.QueryContext(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
@@ -482,14 +480,12 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 		t.EnqueuedAt = time.Unix(0, created)
 		tasks = append(tasks, t)
 	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+	}
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("claim tasks: commit: %w", dbError(err))
 	}
 	// RETURNING gives no order; FIFO is by id.
 	sortByID(tasks)
