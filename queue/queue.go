@@ -60,9 +60,11 @@ type Config struct {
 	// Inline runs tasks in the caller instead of queueing them, through the
 	// same JSON encoding and decoding as the daemon, so a type mismatch
 	// fails in tests too. Requires Registry. Enqueue and EnqueueMany run
-	// the tasks before returning and return the first handler error;
-	// EnqueueTx holds its tasks until InTx commits or Notify is called,
-	// as the daemon would only see them then. For tests, not production.
+	// the tasks before returning and return the first handler error.
+	// EnqueueTx writes the row in the caller's transaction as usual, and
+	// the tasks run when InTx commits or Notify is called after a commit,
+	// as the daemon would run them only then: a rolled-back task never
+	// runs. For tests, not production.
 	Inline bool
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
@@ -124,16 +126,8 @@ type Queue struct {
 	claim  *sql.Stmt
 
 	inlineID atomic.Int64
-	inlineMu sync.Mutex
-	inlineTx map[*sql.Tx][]pendingTask // Inline: tasks held until commit
 
 	closed atomic.Bool
-}
-
-type pendingTask struct {
-	id   int64
-	name string
-	args []byte
 }
 
 // Open opens (creating if needed) the queue database and applies any
@@ -146,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, inlineTx: make(map[*sql.Tx][]pendingTask)}
+	q := &Queue{cfg: cfg, db: db, log: cfg.Logger}
 	if err := q.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -297,13 +291,6 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any
 	if err != nil {
 		return 0, err
 	}
-	if q.cfg.Inline {
-		id := q.inlineID.Add(1)
-		q.inlineMu.Lock()
-		q.inlineTx[tx] = append(q.inlineTx[tx], pendingTask{id, task, b})
-		q.inlineMu.Unlock()
-		return id, nil
-	}
 	res, err := tx.StmtContext(ctx, q.insert).ExecContext(ctx, task, b, time.Now().UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", task, dbError(err))
@@ -318,6 +305,17 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any
 // EnqueueMany queues jobs in one transaction, all or none, and wakes the
 // daemon once. It returns their ids in order.
 func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
+	if q.cfg.Inline {
+		ids := make([]int64, 0, len(jobs))
+		for _, j := range jobs {
+			id, err := q.Enqueue(ctx, j.Task, j.Args)
+			if err != nil {
+				return ids, err
+			}
+			ids = append(ids, id)
+		}
+		return ids, nil
+	}
 	var ids []int64
 	err := q.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -334,16 +332,6 @@ func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
 // EnqueueTx, call Notify after commit.
 func (q *Queue) EnqueueManyTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]int64, error) {
 	ids := make([]int64, 0, len(jobs))
-	if q.cfg.Inline {
-		for _, j := range jobs {
-			id, err := q.EnqueueTx(ctx, tx, j.Task, j.Args)
-			if err != nil {
-				return nil, err
-			}
-			ids = append(ids, id)
-		}
-		return ids, nil
-	}
 	stmt := tx.StmtContext(ctx, q.insert)
 	now := time.Now().UnixNano()
 	for _, j := range jobs {
@@ -366,7 +354,9 @@ func (q *Queue) EnqueueManyTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]in
 
 // InTx runs fn in a transaction on the queue's database, commits if fn
 // returns nil (rolls back otherwise), and after the commit wakes the daemon.
-// Use it to enqueue tasks together with the caller's own writes.
+// Use it to enqueue tasks, with EnqueueTx on tx, together with the caller's
+// own writes. Inside fn, use only tx: the queue's own Enqueue, EnqueueMany
+// and InTx wait for this transaction and would never return.
 func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
@@ -386,18 +376,11 @@ func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		tx.Rollback()
 	}
 	q.writeMu.Unlock()
-	if q.cfg.Inline {
-		q.inlineMu.Lock()
-		pending := q.inlineTx[tx]
-		delete(q.inlineTx, tx)
-		q.inlineMu.Unlock()
-		if err != nil {
-			return err
-		}
-		return q.runPending(ctx, pending)
-	}
 	if err != nil {
 		return err
+	}
+	if q.cfg.Inline {
+		return q.runCommitted(ctx)
 	}
 	q.wake()
 	return nil
@@ -405,17 +388,10 @@ func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // Notify wakes the daemon: call it after committing a transaction in which
 // you used EnqueueTx. It is cheap when a wakeup is already pending. In
-// Inline mode it runs the tasks such transactions enqueued.
+// Inline mode it runs the committed tasks such transactions enqueued.
 func (q *Queue) Notify() error {
 	if q.cfg.Inline {
-		q.inlineMu.Lock()
-		var pending []pendingTask
-		for tx, ts := range q.inlineTx {
-			pending = append(pending, ts...)
-			delete(q.inlineTx, tx)
-		}
-		q.inlineMu.Unlock()
-		return q.runPending(context.Background(), pending)
+		return q.runCommitted(context.Background())
 	}
 	if err := wakeup.Notify(q.cfg.WakeupDir); err != nil {
 		return fmt.Errorf("notify daemon: %w", err)
@@ -435,18 +411,34 @@ func (q *Queue) wake() {
 
 func (q *Queue) runInline(ctx context.Context, task string, args []byte) (int64, error) {
 	id := q.inlineID.Add(1)
-	return id, q.runPending(ctx, []pendingTask{{id, task, args}})
+	return id, q.run(ctx, Task{ID: id, Name: task, Args: args, EnqueuedAt: time.Now()})
 }
 
-func (q *Queue) runPending(ctx context.Context, ts []pendingTask) error {
-	for _, t := range ts {
-		tctx := registry.WithInfo(ctx, registry.Info{
-			ID: t.id, Name: t.name, EnqueuedAt: time.Now(),
-			Logger: q.log,
-		})
-		if err := q.cfg.Registry.Run(tctx, t.name, t.args); err != nil {
-			return fmt.Errorf("run %s (inline): %w", t.name, err)
+// runCommitted is Inline mode's daemon: it claims the tasks that committed
+// transactions left in the queue and runs them, returning the first error
+// after running them all.
+func (q *Queue) runCommitted(ctx context.Context) error {
+	var first error
+	for {
+		ts, err := q.Claim(ctx, 100)
+		if err != nil {
+			return err
 		}
+		for _, t := range ts {
+			if err := q.run(ctx, t); err != nil && first == nil {
+				first = err
+			}
+		}
+		if len(ts) < 100 {
+			return first
+		}
+	}
+}
+
+func (q *Queue) run(ctx context.Context, t Task) error {
+	tctx := registry.WithInfo(ctx, registry.Info{ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: q.log})
+	if err := q.cfg.Registry.Run(tctx, t.Name, t.Args); err != nil {
+		return fmt.Errorf("run %s (inline): %w", t.Name, err)
 	}
 	return nil
 }

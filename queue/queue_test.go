@@ -293,9 +293,22 @@ func TestQueue_Inline(t *testing.T) {
 	if _, err := q.EnqueueMany(ctx, []Job{{"count", Args{4}}, {"count", Args{5}}}); err != nil {
 		t.Fatal(err)
 	}
+	// A transaction the caller manages: Notify runs what committed, and
+	// nothing from a rollback or a transaction still open.
+	rolledBack, _ := q.DB().BeginTx(ctx, nil)
+	q.EnqueueTx(ctx, rolledBack, "count", Args{6})
+	rolledBack.Rollback()
+	committed, _ := q.DB().BeginTx(ctx, nil)
+	q.EnqueueTx(ctx, committed, "count", Args{7})
+	if err := committed.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Notify(); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []int{1, -1, 2, 4, 5}; !equal(ran, want) {
+	if want := []int{1, -1, 2, 4, 5, 7}; !equal(ran, want) {
 		t.Errorf("ran %v, want %v", ran, want)
 	}
 	if n := len(mustClaim(t, q, 10)); n != 0 {

@@ -1,0 +1,469 @@
+package webapp_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/snappea/snappea/queue"
+)
+
+// binDir holds webapp-web and webapp-snappea, built once by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "webapp-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/webapp-web", "./cmd/webapp-snappea")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+// raceEnabled reports whether this test binary was built with -race, so
+// that the binaries under test are too.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+func TestWebapp(t *testing.T) {
+	dir := t.TempDir()
+	data, media := filepath.Join(dir, "data"), filepath.Join(dir, "media")
+
+	daemon := start(t, "webapp-snappea", "run", "--dir", data, "--log-format", "json", "--log-level", "debug")
+	daemon.waitFor(30*time.Second, "the daemon to start", func(line string) bool {
+		return parse(line).msg() == "foreman started"
+	})
+	web := start(t, "webapp-web", "-addr", "127.0.0.1:0", "-dir", data, "-media", media)
+	ready := web.waitFor(30*time.Second, "the web server to listen", func(line string) bool {
+		return strings.HasPrefix(line, "listening on http://")
+	})
+	base := strings.TrimPrefix(ready, "listening on ")
+	c := &http.Client{Timeout: 30 * time.Second}
+
+	// Requests the server refuses: none may enqueue anything, which the
+	// counts at the end check.
+	for _, tc := range []struct {
+		name, path, contentType, body string
+		want                          int
+	}{
+		{"truncated JSON", "/signup", "application/json", `{"email":`, http.StatusBadRequest},
+		{"JSON without email", "/signup", "application/json", `{}`, http.StatusBadRequest},
+		{"not an address", "/signup", "application/json", `{"email":"ada"}`, http.StatusBadRequest},
+		{"form without email", "/signup", "application/x-www-form-urlencoded", "name=ada", http.StatusBadRequest},
+		{"not an image", "/thumbnail", "image/png", "hello", http.StatusBadRequest},
+		{"bad size", "/thumbnail?size=0", "image/png", string(pngBytes(t, 10, 10)), http.StatusBadRequest},
+	} {
+		r, err := post(c, base+tc.path, tc.contentType, []byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if r.code != tc.want || r.TaskID != 0 {
+			t.Errorf("%s: got %d %+v, want %d and no task", tc.name, r.code, r, tc.want)
+		}
+	}
+
+	// The real work: signups (JSON and form) and uploads, all at once.
+	type signup struct{ userID, taskID int64 }
+	type upload struct {
+		taskID       int64
+		file         string
+		wantW, wantH int
+	}
+	var (
+		mu       sync.Mutex
+		signups  []signup
+		uploads  []upload
+		emails   []string
+		wg       sync.WaitGroup
+		wantTask = map[int64]string{} // task id → task name
+	)
+	for i := range 20 {
+		wg.Go(func() {
+			var r reply
+			var err error
+			switch i % 4 {
+			case 0, 1:
+				email := fmt.Sprintf("user%d@example.com", i)
+				if i%4 == 0 {
+					r, err = post(c, base+"/signup", "application/json", []byte(`{"email":"`+email+`"}`))
+				} else {
+					r, err = post(c, base+"/signup", "application/x-www-form-urlencoded", []byte(url.Values{"email": {email}}.Encode()))
+				}
+				if err == nil && r.code == http.StatusAccepted {
+					mu.Lock()
+					defer mu.Unlock()
+					signups = append(signups, signup{r.UserID, r.TaskID})
+					emails = append(emails, email)
+					wantTask[r.TaskID] = "webapp.send_welcome"
+				}
+			case 2:
+				r, err = post(c, base+"/thumbnail?size=60", "image/png", pngBytes(t, 300, 200))
+				if err == nil && r.code == http.StatusAccepted {
+					mu.Lock()
+					defer mu.Unlock()
+					uploads = append(uploads, upload{r.TaskID, r.Thumbnail, 60, 40})
+					wantTask[r.TaskID] = "webapp.thumbnail"
+				}
+			case 3:
+				r, err = post(c, base+"/thumbnail?size=60", "image/png", pngBytes(t, 120, 480))
+				if err == nil && r.code == http.StatusAccepted {
+					mu.Lock()
+					defer mu.Unlock()
+					uploads = append(uploads, upload{r.TaskID, r.Thumbnail, 15, 60})
+					wantTask[r.TaskID] = "webapp.thumbnail"
+				}
+			}
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+			} else if r.code != http.StatusAccepted || r.TaskID == 0 {
+				t.Errorf("request %d: got %d %+v, want 202 and a task id", i, r.code, r)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// A second signup with a taken email: refused, and no second email.
+	r, err := post(c, base+"/signup", "application/json", []byte(`{"email":"`+emails[0]+`"}`))
+	if err != nil || r.code != http.StatusConflict {
+		t.Errorf("duplicate signup: got %d %+v, %v; want 409", r.code, r, err)
+	}
+
+	// Every task the server queued runs to completion in the daemon.
+	outcomes := map[int64]record{}
+	daemon.waitUntil(60*time.Second, fmt.Sprintf("%d tasks to be done", len(wantTask)), func(lines []string) bool {
+		for _, l := range lines {
+			if rec := parse(l); rec.msg() == "task done" {
+				outcomes[rec.int("task_id")] = rec
+			}
+		}
+		for id := range wantTask {
+			if _, ok := outcomes[id]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for id, name := range wantTask {
+		if rec := outcomes[id]; rec["outcome"] != "done" || rec["task"] != name {
+			t.Errorf("task %d: got %v, want task %s, outcome done", id, rec, name)
+		}
+	}
+
+	logged := map[int64]record{} // task id → its "welcome sent" record
+	for _, l := range daemon.output() {
+		rec := parse(l)
+		if rec.msg() == "welcome sent" {
+			logged[rec.int("task_id")] = rec
+		}
+		for _, e := range emails {
+			if rec["level"] != "DEBUG" && strings.Contains(l, e) {
+				t.Errorf("an email address was logged above debug: %s", l)
+			}
+		}
+	}
+	for _, s := range signups {
+		rec, ok := logged[s.taskID]
+		if !ok || rec["level"] != "INFO" || rec.int("user_id") != s.userID {
+			t.Errorf("welcome task %d for user %d: got record %v, want an INFO \"welcome sent\" with user_id", s.taskID, s.userID, rec)
+		}
+	}
+	for _, u := range uploads {
+		img := readPNG(t, filepath.Join(media, u.file))
+		if b := img.Bounds(); b.Dx() != u.wantW || b.Dy() != u.wantH {
+			t.Errorf("thumbnail %s: got %dx%d, want %dx%d", u.file, b.Dx(), b.Dy(), u.wantW, u.wantH)
+		}
+	}
+
+	web.stop()
+	daemon.stop()
+
+	// Nothing else was queued or saved: not by the refused requests, not by
+	// the duplicate signup.
+	q, err := queue.Open(t.Context(), queue.Config{Dir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	st, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users int
+	if err := q.DB().QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&users); err != nil {
+		t.Fatal(err)
+	}
+	var ran int
+	for _, l := range daemon.output() {
+		if parse(l).msg() == "task done" {
+			ran++
+		}
+	}
+	if st.Pending != 0 || users != len(signups) || ran != len(wantTask) {
+		t.Errorf("got %d pending, %d users, %d tasks run; want 0, %d, %d", st.Pending, users, ran, len(signups), len(wantTask))
+	}
+}
+
+// reply is the server's JSON answer.
+type reply struct {
+	code      int
+	UserID    int64  `json:"user_id"`
+	TaskID    int64  `json:"task_id"`
+	Thumbnail string `json:"thumbnail"`
+	Error     string `json:"error"`
+}
+
+func post(c *http.Client, url, contentType string, body []byte) (reply, error) {
+	resp, err := c.Post(url, contentType, bytes.NewReader(body))
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	r := reply{code: resp.StatusCode}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "application/json" {
+		b, _ := io.ReadAll(resp.Body)
+		return r, fmt.Errorf("POST %s: %s, not JSON: %q", url, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("POST %s: decode the answer: %w", url, err)
+	}
+	return r, nil
+}
+
+// pngBytes encodes a w×h image of one color as PNG.
+func pngBytes(t *testing.T, w, h int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{G: 128, B: 255, A: 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Error(err) // may run in a request's goroutine
+	}
+	return b.Bytes()
+}
+
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	return img
+}
+
+// record is one JSON log record of the daemon; other lines parse as empty.
+type record map[string]any
+
+func parse(line string) record {
+	var r record
+	if json.Unmarshal([]byte(line), &r) != nil {
+		return nil
+	}
+	return r
+}
+
+func (r record) msg() string { s, _ := r["msg"].(string); return s }
+
+func (r record) int(key string) int64 { f, _ := r[key].(float64); return int64(f) }
+
+// proc is a running binary whose output (stdout and stderr together) is
+// read line by line as it comes.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited and its output is read
+
+	mu      sync.Mutex
+	lines   []string
+	changed chan struct{} // closed and replaced on each new line and at exit
+}
+
+// start starts a binary built by TestMain; the test's cleanup kills it if
+// it is still running.
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	// One pipe for both streams: a line is written in one write, so lines
+	// do not interleave.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	p := &proc{t: t, name: name, cmd: cmd, done: make(chan struct{}), changed: make(chan struct{})}
+	go p.read(r)
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) read(r io.ReadCloser) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		close(p.changed)
+		p.changed = make(chan struct{})
+		p.mu.Unlock()
+	}
+	io.Copy(io.Discard, r) // after an overlong line, so the process never blocks
+	r.Close()
+	p.cmd.Wait()
+	p.mu.Lock()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// output returns the lines read so far.
+func (p *proc) output() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lines
+}
+
+// waitUntil waits until cond holds of the output so far, checking it again
+// on every new line; it fails the test after timeout or if the process
+// exits first.
+func (p *proc) waitUntil(timeout time.Duration, what string, cond func(lines []string) bool) {
+	p.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		lines, changed := p.lines, p.changed
+		p.mu.Unlock()
+		if cond(lines) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			if cond(p.output()) {
+				return
+			}
+			p.t.Fatalf("%s exited (%v) before %s; its output:\n%s", p.name, p.cmd.ProcessState, what, p.tail())
+		case <-deadline.C:
+			p.t.Fatalf("timed out after %v waiting for %s; %s's output:\n%s", timeout, what, p.name, p.tail())
+		}
+	}
+}
+
+// waitFor waits for a line matching match and returns it.
+func (p *proc) waitFor(timeout time.Duration, what string, match func(line string) bool) string {
+	p.t.Helper()
+	var found string
+	p.waitUntil(timeout, what, func(lines []string) bool {
+		for _, l := range lines {
+			if match(l) {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// stop sends TERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatalf("signal %s: %v", p.name, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s still running 30s after TERM; its output:\n%s", p.name, p.tail())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("%s exited with %d after TERM, want 0; its output:\n%s", p.name, code, p.tail())
+	}
+}
+
+// tail is the end of the output, for failure messages.
+func (p *proc) tail() string {
+	lines := p.output()
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+}
+
+// cleanEnv is the test's environment without SNAPPEA_* and SENTRY_*, so
+// that a developer's settings do not reach the processes under test.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SNAPPEA_") && !strings.HasPrefix(kv, "SENTRY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
