@@ -187,6 +187,7 @@ func withEnv(name, usage string) string {
 // dataFlags locate the data directory and its parts.
 type dataFlags struct {
 	dir, db, wakeupDir, pidfile string
+	busyTimeout                 time.Duration
 }
 
 func (d *dataFlags) register(fs *flag.FlagSet) {
@@ -196,8 +197,15 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.pidfile, "pidfile", "", withEnv("pidfile", "pid file written by the daemon (default DIR/"+PIDFile+")"))
 }
 
+// registerQueue registers the data flags of a command that opens the
+// database, which also waits for other processes' write locks.
+func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
+	d.register(fs)
+	fs.DurationVar(&d.busyTimeout, "busy-timeout", 5*time.Second, withEnv("busy-timeout", "how long to wait for another process's write lock on the database before failing"))
+}
+
 func (d *dataFlags) queueConfig() queue.Config {
-	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir}
+	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout}
 }
 
 func (d *dataFlags) dbPath() string {

@@ -29,7 +29,7 @@ func (c *cmdEnv) enqueueCommand() command {
 				fs = c.newFlagSet("enqueue", "TASK [JSON]",
 					"Queues TASK with the JSON arguments given (none: null) and prints each new task's id on\n"+
 						"stdout; how many and how fast goes to stderr.")
-				data.register(fs)
+				data.registerQueue(fs)
 				fs.IntVar(&count, "count", 1, withEnv("count", "how many identical tasks to queue"))
 				fs.BoolVar(&batch, "batch", false, withEnv("batch", "queue all of them in one transaction instead of one transaction each"))
 				fs.BoolVar(&noCheck, "no-check", false, withEnv("no-check", "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)"))

@@ -32,7 +32,7 @@ func (c *cmdEnv) statusCommand() command {
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("status", "", "Shows the queue and whether a daemon is running on it.")
-				data.register(fs)
+				data.registerQueue(fs)
 				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON: pending, oldest_age_seconds, daemon_pid (0 when none)"))
 			}
 			return fs
@@ -152,7 +152,7 @@ func (c *cmdEnv) migrateCommand() command {
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("migrate", "", "Applies the schema migrations the database lacks (run and enqueue do this too).")
-				data.register(fs)
+				data.registerQueue(fs)
 			}
 			return fs
 		},

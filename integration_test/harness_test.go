@@ -363,3 +363,37 @@ func dataDir(t testing.TB) string {
 	t.Helper()
 	return filepath.Join(t.TempDir(), "data")
 }
+
+// snappeaWith runs one snappea command to completion after setup has
+// adjusted the command (its environment, credentials, binary). The command
+// starts with cleanEnv and runs in an empty working directory, so that a
+// default --dir can never land in the source tree.
+func snappeaWith(t testing.TB, setup func(*exec.Cmd), args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Dir = t.TempDir()
+	if setup != nil {
+		setup(cmd)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		t.Fatalf("snappea %v: %v", args, err)
+	}
+	r := result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+	if err != nil && r.code == -1 {
+		t.Fatalf("snappea %v: %v", args, err)
+	}
+	return r
+}
+
+// snappeaEnv runs one snappea command with extra environment variables
+// (KEY=VALUE) on top of cleanEnv.
+func snappeaEnv(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	return snappeaWith(t, func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, env...) }, args...)
+}

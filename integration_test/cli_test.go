@@ -1,0 +1,180 @@
+package integration_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestHelp(t *testing.T) {
+	r := mustSnappea(t, "help")
+	for _, cmd := range []string{"run", "enqueue", "status", "stop", "migrate"} {
+		if !regexp.MustCompile(`(?m)^\s+` + cmd + `\s+\S`).MatchString(r.stdout) {
+			t.Errorf("help does not list the %s command:\n%s", cmd, r.stdout)
+		}
+	}
+	for _, want := range []string{"Signals", "TERM", "INT", "Exit codes"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("help does not mention %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, code := range []int{0, 1, 2, 4} {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^\s+%d\s+\S`, code)).MatchString(r.stdout) {
+			t.Errorf("help does not explain exit code %d:\n%s", code, r.stdout)
+		}
+	}
+
+	// The flag package writes a command's usage to stderr, even for -h.
+	r = mustSnappea(t, "run", "-h")
+	for _, want := range []string{"SNAPPEA_WORKERS", "SNAPPEA_GRACEFUL_TIMEOUT", "SENTRY_DSN"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("run -h does not mention %s:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+
+	r = mustSnappea(t, "help", "enqueue")
+	for _, flag := range []string{"count", "batch", "no-check"} {
+		if !regexp.MustCompile(`(?m)^\s+--?` + flag + `\b`).MatchString(r.stdout) {
+			t.Errorf("help enqueue does not show --%s:\n%s", flag, r.stdout)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		args []string // DIR is replaced by a data directory that must stay absent
+		want []string // in stderr
+	}{
+		{name: "unknown command", args: []string{"frobnicate"}, want: []string{`"frobnicate"`, "snappea help"}},
+		{name: "unknown flag", args: []string{"status", "--dir", "DIR", "--bogus"}, want: []string{"bogus"}},
+		{name: "no workers", args: []string{"run", "--dir", "DIR", "--workers", "0"}, want: []string{"--workers 0"}},
+		{name: "bad log level", args: []string{"run", "--dir", "DIR", "--log-level", "loud"}, want: []string{"loud"}},
+		{name: "enqueue without a task", args: []string{"enqueue", "--dir", "DIR"}, want: []string{"TASK"}},
+		{name: "arguments not JSON", args: []string{"enqueue", "--dir", "DIR", "snappea.sleep", "not json"},
+			want: []string{"snappea.sleep", "not valid JSON"}},
+		{name: "unknown task", args: []string{"enqueue", "--dir", "DIR", "no.such.task"},
+			want: []string{"no.such.task", "snappea.noop", "snappea.sleep", "--no-check"}},
+		{name: "arguments of the wrong type", args: []string{"enqueue", "--dir", "DIR", "snappea.sleep", `{"ms":"soon"}`},
+			want: []string{"snappea.sleep", "--no-check"}},
+		{name: "bad environment variable", env: []string{"SNAPPEA_WORKERS=abc"}, args: []string{"run", "--dir", "DIR"},
+			want: []string{"SNAPPEA_WORKERS", "abc"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := dataDir(t)
+			args := slices.Clone(tt.args)
+			for i, a := range args {
+				if a == "DIR" {
+					args[i] = dir
+				}
+			}
+			r := snappeaEnv(t, tt.env, args...)
+			if r.code != 2 {
+				t.Fatalf("snappea %s: exit %d, want 2\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("message %q does not mention %q", r.stderr, want)
+				}
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a usage error created the data directory: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvTwins(t *testing.T) {
+	fromEnv, fromFlag := dataDir(t), dataDir(t)
+	mustEnv := func(env []string, args ...string) {
+		t.Helper()
+		if r := snappeaEnv(t, env, args...); r.code != 0 {
+			t.Fatalf("%v snappea %s: exit %d\n%s", env, strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	mustEnv([]string{"SNAPPEA_DIR=" + fromEnv}, "enqueue", "snappea.noop")
+	if s := getStatus(t, fromEnv); s.Pending != 1 {
+		t.Errorf("SNAPPEA_DIR: pending in %s = %d, want 1", fromEnv, s.Pending)
+	}
+	// The command line wins over the environment.
+	mustEnv([]string{"SNAPPEA_DIR=" + fromEnv}, "enqueue", "--dir", fromFlag, "snappea.noop")
+	if s := getStatus(t, fromFlag); s.Pending != 1 {
+		t.Errorf("--dir: pending in %s = %d, want 1", fromFlag, s.Pending)
+	}
+	if s := getStatus(t, fromEnv); s.Pending != 1 {
+		t.Errorf("--dir given: pending in the SNAPPEA_DIR directory = %d, want still 1", s.Pending)
+	}
+}
+
+func TestEnqueueCountAndBatch(t *testing.T) {
+	dir := dataDir(t)
+	var all []int64
+	for _, mode := range [][]string{nil, {"--batch"}} {
+		args := append([]string{"enqueue", "--dir", dir, "--count", "50"}, mode...)
+		r := mustSnappea(t, append(args, "snappea.noop")...)
+		got := ids(t, r.stdout)
+		if len(got) != 50 {
+			t.Errorf("%v: printed %d ids, want 50", mode, len(got))
+		}
+		if !strings.Contains(r.stderr, "enqueued 50") {
+			t.Errorf("%v: stderr %q does not say \"enqueued 50\"", mode, r.stderr)
+		}
+		all = append(all, got...)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i] <= all[i-1] {
+			t.Fatalf("ids not increasing: %d then %d", all[i-1], all[i])
+		}
+	}
+
+	r := mustSnappea(t, "status", "--json", "--dir", dir)
+	var s map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status --json printed %q: %v", r.stdout, err)
+	}
+	var keys []string
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if want := []string{"daemon_pid", "oldest_age_seconds", "pending", "schema_version"}; !slices.Equal(keys, want) {
+		t.Errorf("status --json keys %v, want %v", keys, want)
+	}
+	if s["pending"] != 100.0 || s["daemon_pid"] != 0.0 {
+		t.Errorf("status --json: %v, want pending 100 and daemon_pid 0", s)
+	}
+	if age, _ := s["oldest_age_seconds"].(float64); age <= 0 {
+		t.Errorf("oldest_age_seconds = %v, want a positive age", s["oldest_age_seconds"])
+	}
+
+	r = mustSnappea(t, "status", "--dir", dir)
+	if !regexp.MustCompile(`(?m)^pending\s+100$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "not running") {
+		t.Errorf("status:\n%s\nwant pending 100 and the daemon not running", r.stdout)
+	}
+}
+
+func TestStatusWithoutDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nowhere")
+	for _, args := range [][]string{{"status"}, {"status", "--json"}} {
+		r := snappea(t, append(args, "--dir", dir)...)
+		if r.code != 1 {
+			t.Errorf("%v: exit %d, want 1\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "--dir") || !strings.Contains(r.stderr, dir) {
+			t.Errorf("%v: message %q does not both name the path and suggest --dir", args, r.stderr)
+		}
+		if r.stdout != "" {
+			t.Errorf("%v: printed %q", args, r.stdout)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("status created the data directory: %v", err)
+	}
+}
