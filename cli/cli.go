@@ -201,7 +201,8 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 // database, which also waits for other processes' write locks.
 func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
 	d.register(fs)
-	fs.DurationVar(&d.busyTimeout, "busy-timeout", 5*time.Second, withEnv("busy-timeout", "how long to wait for another process's write lock on the database before failing"))
+	d.busyTimeout = 5 * time.Second
+	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "how long (a `duration`) to wait for another process's write lock on the database before failing"))
 }
 
 func (d *dataFlags) queueConfig() queue.Config {
@@ -276,4 +277,37 @@ func formatDuration(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
+}
+
+// nonNegativeDuration is a duration flag that refuses values below zero,
+// so that the mistake is a usage error naming the flag.
+type nonNegativeDuration time.Duration
+
+func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
+
+func (d *nonNegativeDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("parse error: want a duration such as 500ms or 5s")
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*d = nonNegativeDuration(v)
+	return nil
+}
+
+// QueueConfigFromEnv returns the queue.Config a daemon started with the same
+// environment would use: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR and
+// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults. A web server that opens
+// its queue this way writes where the daemon reads and wakes the directory
+// it watches. Pass os.Getenv.
+func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
+	var d dataFlags
+	fs := flag.NewFlagSet("env", flag.ContinueOnError)
+	d.registerQueue(fs)
+	if err := applyEnv(fs, getenv); err != nil {
+		return queue.Config{}, err
+	}
+	return d.queueConfig(), nil
 }

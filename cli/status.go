@@ -33,7 +33,7 @@ func (c *cmdEnv) statusCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("status", "", "Shows the queue and whether a daemon is running on it.")
 				data.registerQueue(fs)
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON: pending, oldest_age_seconds, daemon_pid (0 when none)"))
+				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON: pending, oldest_age_seconds, daemon_pid (0 when none), schema_version"))
 			}
 			return fs
 		},

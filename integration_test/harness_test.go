@@ -356,7 +356,8 @@ func cleanEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return env
+	// A race-built binary sleeps a second at exit by default.
+	return append(env, "GORACE=atexit_sleep_ms=0")
 }
 
 func dataDir(t testing.TB) string {

@@ -6,8 +6,9 @@
 //
 //	webapp-web [-addr 127.0.0.1:8080] [-dir snappea-data] [-media media]
 //
-// -dir must be the daemon's data directory (the environment variable
-// SNAPPEA_DIR sets it for both). It prints "listening on http://ADDR" once
+// -dir must be the daemon's data directory. The queue's location comes from
+// the same SNAPPEA_* environment variables the daemon reads
+// (cli.QueueConfigFromEnv), so setting them once serves both processes. It prints "listening on http://ADDR" once
 // it accepts connections, and stops gracefully on INT or TERM.
 package main
 
@@ -39,6 +40,7 @@ import (
 	_ "image/jpeg"
 	_ "image/png"
 
+	"github.com/snappea/snappea/cli"
 	"github.com/snappea/snappea/examples/webapp/tasks"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
@@ -67,12 +69,14 @@ func main() {
 }
 
 func run() error {
-	dir := queue.DefaultDir
-	if d := os.Getenv("SNAPPEA_DIR"); d != "" {
-		dir = d // the daemon reads the same variable
+	// Where the queue lives, read from the environment exactly as the daemon
+	// reads it: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR, ...
+	qcfg, err := cli.QueueConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
 	}
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on; port 0 picks a free one")
-	flag.StringVar(&dir, "dir", dir, "snappea data directory, the same as the daemon's (env SNAPPEA_DIR)")
+	flag.StringVar(&qcfg.Dir, "dir", qcfg.Dir, "snappea data directory, the same as the daemon's (env SNAPPEA_DIR)")
 	media := flag.String("media", "media", "directory for uploaded images and their thumbnails")
 	flag.Parse()
 
@@ -82,7 +86,8 @@ func run() error {
 
 	// One Queue for the whole process: it is safe for concurrent use and
 	// holds the database's connection pool.
-	q, err := queue.Open(ctx, queue.Config{Dir: dir, Registry: tasks.Registry, Logger: log})
+	qcfg.Registry, qcfg.Logger = tasks.Registry, log
+	q, err := queue.Open(ctx, qcfg)
 	if err != nil {
 		return fmt.Errorf("open queue: %w", err)
 	}
