@@ -109,9 +109,9 @@ type cmdEnv struct {
 
 // command is one subcommand. flags builds its FlagSet once.
 type command struct {
-	name, args, summary string
-	flags               func() *flag.FlagSet
-	run                 func(ctx context.Context, args []string) int
+	name, summary string
+	flags         func() *flag.FlagSet
+	run           func(ctx context.Context, args []string) int
 }
 
 func (c *cmdEnv) commands() []command {

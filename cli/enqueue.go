@@ -23,7 +23,7 @@ func (c *cmdEnv) enqueueCommand() command {
 		fs      *flag.FlagSet
 	)
 	return command{
-		name: "enqueue", args: "TASK [JSON]", summary: "queue a task (or --count of them) and print their ids",
+		name: "enqueue", summary: "queue a task (or --count of them) and print their ids",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("enqueue", "TASK [JSON]",

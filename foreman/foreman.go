@@ -168,13 +168,12 @@ type Foreman struct {
 	cfg Config
 	log *slog.Logger
 
-	started   atomic.Bool
-	stopOnce  sync.Once
-	stopCh    chan struct{} // closed: stop intake
-	hardOnce  sync.Once
-	hardCh    chan struct{} // closed: cancel running tasks
-	runDone   chan struct{} // closed when Run returns
-	drainDone chan struct{} // closed when no task is running after a stop
+	started  atomic.Bool
+	stopOnce sync.Once
+	stopCh   chan struct{} // closed: stop intake
+	hardOnce sync.Once
+	hardCh   chan struct{} // closed: cancel running tasks
+	runDone  chan struct{} // closed when Run returns
 
 	// taskCtx is the parent of every task's context: cancelled at the hard stop.
 	taskCtx     context.Context
@@ -196,13 +195,12 @@ func New(cfg Config) (*Foreman, error) {
 		return nil, err
 	}
 	f := &Foreman{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		stopCh:    make(chan struct{}),
-		hardCh:    make(chan struct{}),
-		runDone:   make(chan struct{}),
-		drainDone: make(chan struct{}),
-		results:   make(chan Outcome, cfg.Workers),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		stopCh:  make(chan struct{}),
+		hardCh:  make(chan struct{}),
+		runDone: make(chan struct{}),
+		results: make(chan Outcome, cfg.Workers),
 	}
 	f.taskCtx, f.cancelTasks = context.WithCancelCause(context.Background())
 	return f, nil
@@ -232,9 +230,6 @@ func (f *Foreman) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	select {
-	case <-f.drainDone:
-		<-f.runDone
-		return nil
 	case <-f.runDone:
 		return nil
 	case <-ctx.Done():
@@ -271,7 +266,6 @@ func (f *Foreman) Run(ctx context.Context) error {
 		hardWait    <-chan time.Time
 		retry       <-chan time.Time
 		retryDelay  time.Duration
-		drained     bool
 	)
 	poll := time.NewTicker(cfg.PollInterval)
 	defer poll.Stop()
@@ -280,11 +274,6 @@ func (f *Foreman) Run(ctx context.Context) error {
 	coalesce.Stop()
 	var coalesceC <-chan time.Time
 	delayed := false
-
-	finish := func(o Outcome) {
-		busy--
-		f.counts[o].Add(1)
-	}
 
 loop:
 	for {
@@ -332,10 +321,6 @@ loop:
 		}
 
 		if stopping && busy == 0 {
-			if !drained {
-				drained = true
-				close(f.drainDone)
-			}
 			break loop
 		}
 
@@ -350,8 +335,8 @@ loop:
 			coalesceC = nil
 			delayed = true
 		case o := <-f.results:
-			finish(o)
-			busy -= f.collect()
+			f.counts[o].Add(1)
+			busy -= 1 + f.collect()
 		case <-ctxDone:
 			ctxDone = nil
 			f.requestStop()

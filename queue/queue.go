@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -480,17 +482,8 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
 	// RETURNING gives no order; FIFO is by id.
-	sortByID(tasks)
+	slices.SortFunc(tasks, func(a, b Task) int { return cmp.Compare(a.ID, b.ID) })
 	return tasks, nil
-}
-
-func sortByID(ts []Task) {
-	// Insertion sort: n is a batch (tens), usually already in order.
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j].ID < ts[j-1].ID; j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
 }
 
 // Stats is a snapshot of the queue.
