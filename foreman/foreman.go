@@ -43,6 +43,13 @@ type Reporter interface {
 	Report(err error, task *queue.Task)
 }
 
+// Observer is told of every finished task, from the task's goroutine, once
+// its outcome is known; stats and metrics are observers. It runs on the hot
+// path, so it must return quickly and never block.
+type Observer interface {
+	Finished(t *queue.Task, o Outcome, d time.Duration)
+}
+
 // claimDelay is the longest a free slot waits for more slots to free up
 // before a claim while other tasks run; see Run.
 const claimDelay = time.Millisecond
@@ -57,6 +64,8 @@ type Config struct {
 	Waker    Waker    // wakes the loop when tasks are queued; required
 	Runner   Runner   // runs tasks; required
 	Reporter Reporter // optional: receives task failures and loop errors
+	// Observers are told of every finished task; optional.
+	Observers []Observer
 
 	// Workers is the number of tasks that run at once. Default 16.
 	Workers int
@@ -429,6 +438,9 @@ func (f *Foreman) run(t queue.Task) {
 
 	if debug {
 		f.log.Debug("task done", "task", t.Name, "task_id", t.ID, "duration", d, "outcome", o.String())
+	}
+	for _, ob := range f.cfg.Observers {
+		ob.Finished(&t, o, d)
 	}
 	if err != nil {
 		f.logFailure(&t, o, err, d)
