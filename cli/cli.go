@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 )
@@ -34,9 +37,26 @@ const (
 // Main runs the command line in os.Args with the tasks in reg (plus the
 // built-in snappea.* tasks) and returns the process exit code.
 func Main(reg *registry.Registry) int {
-	return Run(context.Background(), os.Args[1:], Env{
-		Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
-	}, reg)
+	return MainProgram(Program{Registry: reg})
+}
+
+// Program is what a daemon built on this package brings besides the
+// command line: its tasks, and the services it runs beside them.
+type Program struct {
+	// Registry holds the program's tasks; the built-in snappea.* tasks
+	// are added to it. Nil means the built-in tasks only.
+	Registry *registry.Registry
+	// Services run beside the workers of 'run': started with the daemon,
+	// restarted with backoff when they fail or panic, stopped with it, and
+	// listed by 'status' (see foreman.Service).
+	Services []foreman.Service
+}
+
+// MainProgram is Main for a program with more than tasks.
+func MainProgram(p Program) int {
+	return RunProgram(context.Background(), os.Args[1:], Env{
+		Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Exit: os.Exit,
+	}, p)
 }
 
 // Env is what a command sees of its process; Main fills it from the real
@@ -44,16 +64,25 @@ func Main(reg *registry.Registry) int {
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Exit ends the process at once with a status; the daemon calls it on
+	// a third INT. Default os.Exit.
+	Exit func(int)
 }
 
 // Run runs one command line (args without the program name) and returns
 // its exit code.
 func Run(ctx context.Context, args []string, env Env, reg *registry.Registry) int {
+	return RunProgram(ctx, args, env, Program{Registry: reg})
+}
+
+// RunProgram is Run for a program with more than tasks.
+func RunProgram(ctx context.Context, args []string, env Env, p Program) int {
+	reg := p.Registry
 	if reg == nil {
 		reg = registry.New()
 	}
 	registry.RegisterBuiltins(reg)
-	c := &cmdEnv{Env: env, reg: reg}
+	c := &cmdEnv{Env: env, reg: reg, prog: p}
 	if len(args) == 0 {
 		c.printHelp(env.Stderr)
 		return ExitUsage
@@ -104,7 +133,15 @@ func Version() string {
 type cmdEnv struct {
 	Env
 	reg  *registry.Registry
+	prog Program
 	cmds []command
+}
+
+func (c *cmdEnv) exit(code int) {
+	if c.Exit != nil {
+		c.Exit(code)
+	}
+	os.Exit(code)
 }
 
 // command is one subcommand. flags builds its FlagSet once.
@@ -121,8 +158,18 @@ func (c *cmdEnv) commands() []command {
 			c.enqueueCommand(),
 			c.statusCommand(),
 			c.stopCommand(),
+			c.pauseCommand(),
+			c.resumeCommand(),
+			c.reloadCommand(),
+			c.workersCommand(),
+			c.healthCommand(),
+			c.statsCommand(),
+			c.cancelCommand(),
+			c.failedCommand(),
+			c.schedulesCommand(),
 			c.migrateCommand(),
 			c.tasksCommand(),
+			c.benchCommand(),
 		}
 	}
 	return c.cmds
@@ -218,6 +265,12 @@ func (d *dataFlags) dbPath() string {
 
 func (d *dataFlags) lockPath() string { return filepath.Join(d.dir, LockFile) }
 
+// client is a client of the control socket of the daemon on the data
+// directory.
+func (d *dataFlags) client() *control.Client {
+	return control.Dial(filepath.Join(d.dir, control.SocketFile))
+}
+
 func (d *dataFlags) pidPath() string {
 	if d.pidfile != "" {
 		return d.pidfile
@@ -251,10 +304,22 @@ Run 'snappea <command> -h' for a command's flags. Every flag can also be set
 through the environment: --wakeup-dir is SNAPPEA_WAKEUP_DIR, and so on; a
 flag on the command line wins. --sentry-dsn also reads SENTRY_DSN.
 
-Signals (to the process of 'snappea run'):
-  TERM, INT  stop intake at once; running tasks may finish until the graceful
-             timeout, then their contexts are cancelled; queued tasks stay
-             queued. A repeated signal changes nothing.
+Signals (to the process of 'snappea run'); each has a command twin that
+goes through the control socket DIR/snappea.sock:
+  TERM   stop: intake stops at once; running tasks may finish until the
+         graceful timeout, then their contexts are cancelled; queued tasks
+         stay queued. A repeated TERM changes nothing.     (snappea stop)
+  INT    the first acts like TERM; a second one, more than a second later,
+         cancels running tasks now; a third exits at once with status 130.
+                                                      (snappea stop --now)
+  HUP    reload in place: run the program on disk with the same flags and
+         --check; if that fails, log why and keep running. Otherwise drain
+         like TERM and re-execute with the same pid, keeping the lock, the
+         control socket and the paused state. Ignored when started under
+         nohup.                                            (snappea reload)
+  TSTP   pause: claim nothing; running tasks go on.         (snappea pause)
+  CONT   resume after a pause.                             (snappea resume)
+  USR1   reopen the --log-file (for logrotate).
 
 Exit codes:
   0  success, or the daemon stopped cleanly (also after a graceful timeout)
@@ -266,6 +331,15 @@ Delivery is at-most-once: a task's row is deleted before its handler starts,
 so a crash loses only tasks that had started, never queued ones.
 `, "help", "show this help, or a command's flags: snappea help run",
 		"version", "print the version")
+}
+
+// splitHostPort checks a HOST:PORT flag value.
+func splitHostPort(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%q: want HOST:PORT, such as 127.0.0.1:9090: %w", addr, err)
+	}
+	return host, port, nil
 }
 
 func formatDuration(d time.Duration) string {

@@ -3,10 +3,12 @@ package cli
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ func (c *cmdEnv) enqueueCommand() command {
 		count   int
 		batch   bool
 		noCheck bool
+		opts    optionFlags
 		fs      *flag.FlagSet
 	)
 	return command{
@@ -28,11 +31,14 @@ func (c *cmdEnv) enqueueCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("enqueue", "TASK [JSON]",
 					"Queues TASK with the JSON arguments given (none: null) and prints each new task's id on\n"+
-						"stdout; how many and how fast goes to stderr.")
+						"stdout; how many and how fast goes to stderr. A task not queued because a pending task\n"+
+						"holds its --key prints no id; stderr names the task holding the key. Options not given\n"+
+						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
 				fs.IntVar(&count, "count", 1, withEnv("count", "how many identical tasks to queue"))
 				fs.BoolVar(&batch, "batch", false, withEnv("batch", "queue all of them in one transaction instead of one transaction each"))
 				fs.BoolVar(&noCheck, "no-check", false, withEnv("no-check", "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)"))
+				opts.register(fs)
 			}
 			return fs
 		},
@@ -45,6 +51,10 @@ func (c *cmdEnv) enqueueCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea enqueue: --count %d: want at least 1\n", count)
 				return ExitUsage
 			}
+			if err := opts.when(fs); err != nil {
+				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
+				return ExitUsage
+			}
 			task := args[0]
 			var raw json.RawMessage = []byte("null")
 			if len(args) == 2 {
@@ -54,6 +64,7 @@ func (c *cmdEnv) enqueueCommand() command {
 					return ExitUsage
 				}
 			}
+			o := opts.options()
 			if !noCheck {
 				if err := c.reg.Check(task, raw); err != nil {
 					msg := err.Error()
@@ -63,6 +74,13 @@ func (c *cmdEnv) enqueueCommand() command {
 					fmt.Fprintf(c.Stderr, "snappea enqueue: %s (--no-check enqueues it anyway)\n", msg)
 					return ExitUsage
 				}
+				// As a producer with the registry would: the definition's
+				// defaults, the flags winning.
+				o = c.reg.Options(task).Merge(o)
+			}
+			if err := o.Validate(); err != nil {
+				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
+				return ExitUsage
 			}
 			cfg := data.queueConfig()
 			cfg.Logger = quietLogger(c.Stderr)
@@ -72,41 +90,121 @@ func (c *cmdEnv) enqueueCommand() command {
 				return ExitError
 			}
 			defer q.Close()
-			return c.enqueue(ctx, q, task, raw, count, batch)
+			return c.enqueue(ctx, q, task, raw, o, count, batch)
 		},
 	}
 }
 
-func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, count int, batch bool) int {
+// optionFlags are enqueue's flags for registry.Options.
+type optionFlags struct {
+	delay       trackedFlag // of a nonNegativeDuration
+	at          trackedFlag // of a timeFlag
+	priority    int
+	timeout     time.Duration
+	maxAttempts int
+	key         string
+
+	delayValue nonNegativeDuration
+	atValue    timeFlag
+}
+
+func (o *optionFlags) register(fs *flag.FlagSet) {
+	o.delay.Value, o.at.Value = &o.delayValue, &o.atValue
+	fs.Var(&o.delay, "delay", withEnv("delay", "run the task no earlier than this `duration` after now, such as 30s or 2h"))
+	fs.Lookup("delay").DefValue = "" // no default to show
+	fs.Var(&o.at, "at", withEnv("at", "run the task no earlier than this `time`, in RFC 3339 such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00 (a past time: now)"))
+	fs.IntVar(&o.priority, "priority", 0, withEnv("priority", "higher is claimed first, oldest first within a priority; may be negative (default: the task's, else 0)"))
+	fs.Var((*nonNegativeDuration)(&o.timeout), "timeout", withEnv("timeout", "cancel the handler's context this long (a `duration`) after it starts; a timeout is a failure (default: the task's, else none)"))
+	fs.Var((*nonNegativeInt)(&o.maxAttempts), "max-attempts", withEnv("max-attempts", "attempts in all (`N`), the first included, with a backoff between them; 0 or 1: no retries (default: the task's)"))
+	fs.StringVar(&o.key, "key", "", withEnv("key", "a unique key: while a pending task holds it, queue nothing and name that task"))
+}
+
+// when settles --at and --delay, which both say when the task may run:
+// one given on the command line wins over the other's environment twin;
+// both on the command line, or both from the environment, are an error.
+func (o *optionFlags) when(fs *flag.FlagSet) error {
+	if !o.delay.set || !o.at.set {
+		return nil
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch {
+	case given["at"] && !given["delay"]:
+		o.delay.set, o.delayValue = false, 0
+	case given["delay"] && !given["at"]:
+		o.at.set, o.atValue = false, timeFlag{}
+	default:
+		return errors.New("--at and --delay both say when the task may run; give one of them")
+	}
+	return nil
+}
+
+func (o *optionFlags) options() registry.Options {
+	return registry.Options{Priority: o.priority, Delay: time.Duration(o.delayValue), RunAt: o.atValue.t,
+		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key}
+}
+
+func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, opts registry.Options, count int, batch bool) int {
 	out := bufio.NewWriter(c.Stdout)
 	defer out.Flush()
 	start := time.Now()
-	done := 0
-	var err error
-	if batch {
+	var (
+		done int
+		dups duplicates
+		err  error
+	)
+	add := func(res registry.Result) {
+		if res.Duplicate {
+			dups.add(res.ID)
+			return
+		}
+		fmt.Fprintln(out, res.ID)
+		done++
+	}
+	switch {
+	case batch && opts.Key != "":
+		// One transaction all the same, but one task at a time so that each
+		// duplicate knows the task holding the key (EnqueueMany leaves it 0).
+		var results []registry.Result
+		err = q.InTx(ctx, func(tx *sql.Tx) error {
+			for range count {
+				res, err := q.EnqueueWithTx(ctx, tx, task, args, opts)
+				if err != nil {
+					return err
+				}
+				results = append(results, res)
+			}
+			return nil
+		})
+		if err == nil {
+			for _, res := range results {
+				add(res)
+			}
+		}
+	case batch:
 		jobs := make([]queue.Job, count)
 		for i := range jobs {
-			jobs[i] = queue.Job{Task: task, Args: args}
+			jobs[i] = queue.Job{Task: task, Args: args, Options: opts}
 		}
 		var ids []int64
 		ids, err = q.EnqueueMany(ctx, jobs)
 		for _, id := range ids {
-			fmt.Fprintln(out, id)
+			add(registry.Result{ID: id})
 		}
-		done = len(ids)
-	} else {
-		for ; done < count; done++ {
-			var id int64
-			id, err = q.Enqueue(ctx, task, args)
+	default:
+		for range count {
+			var res registry.Result
+			res, err = q.EnqueueWith(ctx, task, args, opts)
 			if err != nil {
 				break
 			}
-			fmt.Fprintln(out, id)
+			add(res)
 		}
 	}
 	elapsed := time.Since(start)
+	out.Flush()
+	dups.report(c, opts.Key)
 	if err != nil {
-		out.Flush()
 		fmt.Fprintf(c.Stderr, "snappea enqueue: %v (%d of %d queued before the error)\n", err, done, count)
 		return ExitError
 	}
@@ -114,7 +212,112 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 	if batch {
 		mode = "one transaction"
 	}
-	fmt.Fprintf(c.Stderr, "enqueued %d × %s in %s (%s, %.0f/s)\n",
-		done, task, formatDuration(elapsed), mode, float64(done)/elapsed.Seconds())
+	fmt.Fprintf(c.Stderr, "enqueued %d × %s in %s (%s, %.0f/s)", done, task, formatDuration(elapsed), mode,
+		float64(done)/elapsed.Seconds())
+	if due := dueTime(opts, start); done > 0 && !due.IsZero() {
+		fmt.Fprintf(c.Stderr, "; due at %s", due.Format(time.RFC3339))
+	}
+	fmt.Fprintln(c.Stderr)
 	return ExitOK
+}
+
+// dueTime is about when tasks enqueued at now with opts may run; the zero
+// time for now.
+func dueTime(opts registry.Options, now time.Time) time.Time {
+	switch {
+	case !opts.RunAt.IsZero():
+		if opts.RunAt.After(now) {
+			return opts.RunAt
+		}
+	case opts.Delay > 0:
+		return now.Add(opts.Delay)
+	}
+	return time.Time{}
+}
+
+// duplicates counts the tasks not queued, by the pending task holding
+// their key, in the order met.
+type duplicates struct {
+	holders []int64
+	n       map[int64]int
+}
+
+func (d *duplicates) add(holder int64) {
+	if d.n == nil {
+		d.n = map[int64]int{}
+	}
+	if d.n[holder] == 0 {
+		d.holders = append(d.holders, holder)
+	}
+	d.n[holder]++
+}
+
+func (d *duplicates) report(c *cmdEnv, key string) {
+	for _, h := range d.holders {
+		what := "not queued: a duplicate"
+		if n := d.n[h]; n > 1 {
+			what = fmt.Sprintf("%d not queued: duplicates", n)
+		}
+		fmt.Fprintf(c.Stderr, "%s of task %d, which is pending with key %q\n", what, h, key)
+	}
+}
+
+// trackedFlag is a flag.Value that remembers whether it was set, from the
+// command line or the environment, to tell conflicting flags apart from
+// defaults.
+type trackedFlag struct {
+	flag.Value
+	set bool
+}
+
+func (f *trackedFlag) Set(s string) error {
+	if err := f.Value.Set(s); err != nil {
+		return err
+	}
+	f.set = true
+	return nil
+}
+
+func (f *trackedFlag) String() string {
+	if f.Value == nil { // the zero value flag.PrintDefaults makes
+		return ""
+	}
+	return f.Value.String()
+}
+
+// timeFlag is a time flag in RFC 3339.
+type timeFlag struct{ t time.Time }
+
+func (f *timeFlag) String() string {
+	if f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339Nano)
+}
+
+func (f *timeFlag) Set(s string) error {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return errors.New("parse error: want an RFC 3339 time with its offset, such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00")
+	}
+	f.t = t
+	return nil
+}
+
+// nonNegativeInt is an int flag that refuses values below zero, so that
+// the mistake is a usage error naming the flag.
+type nonNegativeInt int
+
+func (n *nonNegativeInt) String() string { return strconv.Itoa(int(*n)) }
+
+func (n *nonNegativeInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("parse error: want a whole number")
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*n = nonNegativeInt(v)
+	return nil
 }

@@ -5,21 +5,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
+	"sync"
 )
 
-// logFlags choose the daemon's log format and level.
+// logFlags choose the daemon's log format, level and destination.
 type logFlags struct {
-	format, level string
+	format, level, file string
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.format, "log-format", "text", withEnv("log-format", "log format: text or json"))
 	fs.StringVar(&l.level, "log-level", "info", withEnv("log-level", "log level: debug, info, warn or error; debug adds one record per task"))
+	fs.StringVar(&l.file, "log-file", "", withEnv("log-file", "append the log to this file instead of stderr; USR1 reopens it (for logrotate)"))
 }
 
-// logger builds the logger the flags describe, writing to w.
-func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+// logger builds the logger the flags describe, writing to the log file if
+// one is set (returned, so that USR1 can reopen it) and to w otherwise.
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, *logFile, error) {
 	var level slog.Level
 	switch strings.ToLower(l.level) {
 	case "debug":
@@ -31,17 +35,71 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	case "error":
 		level = slog.LevelError
 	default:
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+		return nil, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+	}
+	var file *logFile
+	if l.file != "" {
+		var err error
+		if file, err = openLogFile(l.file); err != nil {
+			return nil, nil, fmt.Errorf("--log-file: %w", err)
+		}
+		w = file
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(l.format) {
 	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), file, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), file, nil
 	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", l.format)
+		if file != nil {
+			file.Close()
+		}
+		return nil, nil, fmt.Errorf("--log-format %q: want text or json", l.format)
 	}
+}
+
+// logFile is a log file that can be reopened under the same name after
+// logrotate has moved it away.
+type logFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func openLogFile(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log file: %w", err)
+	}
+	return &logFile{path: path, f: f}, nil
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Reopen opens the path again and switches to it; on failure the old file
+// stays in use.
+func (l *logFile) Reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopen log file: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the file.
+func (l *logFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
 }
 
 // quietLogger is for the short-lived commands: warnings and errors only.

@@ -5,21 +5,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
 )
-
-// Status is what 'snappea status --json' prints. Its keys are stable.
-type Status struct {
-	Pending          int64   `json:"pending"`
-	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
-	DaemonPID        int     `json:"daemon_pid"` // 0 when no daemon runs
-	SchemaVersion    int     `json:"schema_version"`
-}
 
 func (c *cmdEnv) statusCommand() command {
 	var (
@@ -28,56 +22,113 @@ func (c *cmdEnv) statusCommand() command {
 		fs     *flag.FlagSet
 	)
 	return command{
-		name: "status", summary: "show pending tasks, the oldest one's age and the daemon's pid",
+		name: "status", summary: "show the daemon (state, workers, running tasks, services) and the queue",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("status", "", "Shows the queue and whether a daemon is running on it.")
+				fs = c.newFlagSet("status", "", "Shows the daemon running on the data directory, asked through its control socket,\nand the queue. Without a daemon it shows the queue and says so.")
 				data.registerQueue(fs)
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON: pending, oldest_age_seconds, daemon_pid (0 when none), schema_version"))
+				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			q, err := data.openExisting(ctx)
+			st, err := c.status(ctx, &data)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
 			}
-			defer q.Close()
-			st, err := q.Stats(ctx)
-			if err != nil {
-				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
-				return ExitError
-			}
-			pid, err := pidfile.Running(data.lockPath())
-			if err != nil {
-				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
-				return ExitError
-			}
-			s := Status{Pending: st.Pending, OldestAgeSeconds: st.OldestAge.Seconds(), DaemonPID: pid,
-				SchemaVersion: st.SchemaVersion}
 			if asJSON {
 				enc := json.NewEncoder(c.Stdout)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(s); err != nil {
+				if err := enc.Encode(st); err != nil {
 					return ExitError
 				}
 				return ExitOK
 			}
-			tw := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
-			if s.Pending > 0 {
-				fmt.Fprintf(tw, "oldest\t%s (task %d)\n", formatDuration(st.OldestAge), st.OldestID)
-			}
-			if pid != 0 {
-				fmt.Fprintf(tw, "daemon\trunning, pid %d\n", pid)
-			} else {
-				fmt.Fprintf(tw, "daemon\tnot running\n")
-			}
-			fmt.Fprintf(tw, "database\t%s (schema %d)\n", data.dbPath(), s.SchemaVersion)
-			tw.Flush()
+			writeStatus(c.Stdout, st, data.dbPath())
 			return ExitOK
 		},
+	}
+}
+
+// status asks the daemon through its control socket and, without a
+// daemon, reads the queue itself.
+func (c *cmdEnv) status(ctx context.Context, data *dataFlags) (*control.Status, error) {
+	pid, err := pidfile.Running(data.lockPath())
+	if err != nil {
+		return nil, err
+	}
+	if pid != 0 {
+		st, err := data.client().Status(ctx)
+		if err == nil {
+			return st, nil
+		}
+		fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
+	}
+	q, err := data.openExisting(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	qs, err := q.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
+		OldestAgeSeconds: qs.OldestAge.Seconds(), SchemaVersion: qs.SchemaVersion,
+		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}, nil
+}
+
+// writeStatus prints st as a compact table.
+func writeStatus(w io.Writer, st *control.Status, dbPath string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	switch {
+	case st.Running:
+		fmt.Fprintf(tw, "daemon\t%s, pid %d, up %s, generation %d\n", st.State, st.PID,
+			formatDuration(time.Since(st.StartedAt).Round(time.Second)), st.Generation)
+		fmt.Fprintf(tw, "workers\t%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
+	case st.PID != 0:
+		fmt.Fprintf(tw, "daemon\tpid %d holds the lock but does not answer\n", st.PID)
+	default:
+		fmt.Fprintf(tw, "daemon\tnot running\n")
+	}
+	fmt.Fprintf(tw, "pending\t%d", st.Pending)
+	if st.Delayed > 0 {
+		fmt.Fprintf(tw, " (%d ready, %d delayed)", st.Ready, st.Delayed)
+	}
+	if st.Ready > 0 {
+		fmt.Fprintf(tw, ", oldest ready waiting %s", formatDuration(time.Duration(st.OldestAgeSeconds*float64(time.Second))))
+	}
+	fmt.Fprintln(tw)
+	if st.Running {
+		k := st.Counters
+		fmt.Fprintf(tw, "finished\t%d done, %d failed, %d panicked, %d discarded, %d interrupted, %d cancelled; %d retried, %d overdue\n",
+			k.Done, k.Failed, k.Panicked, k.Discarded, k.Interrupted, k.Cancelled, k.Retried, k.Overdue)
+	}
+	fmt.Fprintf(tw, "database\t%s (schema %d)\n", dbPath, st.SchemaVersion)
+	if len(st.Active) > 0 {
+		fmt.Fprintf(tw, "\nRUNNING\tTASK\tELAPSED\tNOTE\n")
+		for _, a := range st.Active {
+			note := ""
+			if a.Overdue {
+				note = "overdue"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", a.TaskID, a.Task,
+				formatDuration(time.Duration(a.ElapsedSeconds*float64(time.Second))), note)
+		}
+	}
+	if len(st.Services) > 0 {
+		fmt.Fprintf(tw, "\nSERVICE\tSTATE\tRESTARTS\tLAST ERROR\n")
+		for _, s := range st.Services {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.State, s.Restarts, s.LastError)
+		}
+	}
+	if len(st.Schedules) > 0 {
+		fmt.Fprintf(tw, "\nSCHEDULE\tSPEC\tTASK\tNEXT\n")
+		for _, s := range st.Schedules {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Spec, s.Task, s.Next.Local().Format(time.DateTime))
+		}
 	}
 }
 
@@ -85,16 +136,18 @@ func (c *cmdEnv) stopCommand() command {
 	var (
 		data    dataFlags
 		wait    bool
+		now     bool
 		timeout time.Duration
 		fs      *flag.FlagSet
 	)
 	return command{
-		name: "stop", summary: "send TERM to the daemon of the data directory; --wait until it has exited",
+		name: "stop", summary: "stop the daemon (--now cancels running tasks); --wait until it has exited",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("stop", "", "Sends TERM to the daemon running on the data directory: it stops intake at once and\nlets running tasks finish within its graceful timeout.")
+				fs = c.newFlagSet("stop", "", "Stops the daemon running on the data directory: it stops intake at once and lets\nrunning tasks finish within its graceful timeout (as TERM does).")
 				data.register(fs)
 				fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the daemon has exited"))
+				fs.BoolVar(&now, "now", false, withEnv("now", "cancel running tasks at once instead of waiting out the graceful timeout"))
 				fs.DurationVar(&timeout, "timeout", 0, withEnv("timeout", "with --wait, give up after this long (0: no limit)"))
 			}
 			return fs
@@ -109,11 +162,19 @@ func (c *cmdEnv) stopCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea stop: no daemon is running on %s\n", data.dir)
 				return ExitError
 			}
-			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea stop: signal pid %d: %v\n", pid, err)
+			if err := data.client().Stop(ctx, now); err == nil {
+				fmt.Fprintf(c.Stderr, "asked pid %d to stop\n", pid)
+			} else if now {
+				fmt.Fprintf(c.Stderr, "snappea stop: %v\n", err)
 				return ExitError
+			} else {
+				// The socket is the way; TERM does the same when it is gone.
+				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+					fmt.Fprintf(c.Stderr, "snappea stop: signal pid %d: %v\n", pid, err)
+					return ExitError
+				}
+				fmt.Fprintf(c.Stderr, "sent TERM to pid %d\n", pid)
 			}
-			fmt.Fprintf(c.Stderr, "sent TERM to pid %d\n", pid)
 			if !wait {
 				return ExitOK
 			}

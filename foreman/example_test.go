@@ -59,5 +59,5 @@ func Example() {
 	fmt.Printf("%+v\n", f.Counters())
 	// Output:
 	// hello, world
-	// {Done:1 Failed:0 Panicked:0 Discarded:0 Interrupted:0}
+	// {Done:1 Failed:0 Panicked:0 Discarded:0 Interrupted:0 Cancelled:0 Retried:0 Overdue:0}
 }

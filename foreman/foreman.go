@@ -1,12 +1,15 @@
 package foreman
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +19,12 @@ import (
 )
 
 // Source hands out queued tasks; *queue.Queue is one. Claim removes up to n
-// tasks from the queue for good before returning them.
+// ready tasks from the queue for good before returning them. Promote makes
+// the delayed tasks due at or before now ready and returns when the next
+// one is due (the zero time when none is waiting).
 type Source interface {
 	Claim(ctx context.Context, n int) ([]queue.Task, error)
+	Promote(ctx context.Context, now time.Time) (next time.Time, err error)
 }
 
 // Waker tells the foreman that tasks may have been queued; *wakeup.Watcher
@@ -29,18 +35,28 @@ type Waker interface {
 
 // Runner runs a task by name with its JSON arguments; *registry.Registry is
 // one. Errors matching registry.ErrUnknownTask or registry.ErrBadArgs mean
-// the handler never started.
+// the handler never started. Options returns a task definition's defaults,
+// which fill in the options a task was enqueued without.
 type Runner interface {
 	Run(ctx context.Context, name string, args []byte) error
+	Options(name string) registry.Options
 }
 
 // Reporter receives the errors the foreman does not handle itself: a task
-// that failed, panicked or was discarded (task is set), or a failure of the
-// loop such as a claim that failed (task is nil). It is called once per
+// that failed for good, panicked or was discarded (task is set), or a
+// failure of the loop or a service (task is nil). It is called once per
 // error, from the goroutine where it happened; a panic's error is a
 // *PanicError carrying the stack.
 type Reporter interface {
 	Report(err error, task *queue.Task)
+}
+
+// Store keeps what becomes of failed tasks; *queue.Queue is one. Retry
+// enqueues a task again as a new row with its attempt number increased, due
+// at at; Fail records a task that failed for good.
+type Store interface {
+	Retry(ctx context.Context, t *queue.Task, at time.Time) (int64, error)
+	Fail(ctx context.Context, t *queue.Task, cause error) error
 }
 
 // Observer is told of every finished task, from the task's goroutine, once
@@ -54,8 +70,20 @@ type Observer interface {
 // before a claim while other tasks run; see Run.
 const claimDelay = time.Millisecond
 
-// ErrAlreadyRunning is returned by Run when called a second time.
-var ErrAlreadyRunning = errors.New("foreman: Run called twice")
+// Errors the foreman returns or sets as the cause of a task's context.
+var (
+	// ErrAlreadyRunning is returned by Run when called a second time.
+	ErrAlreadyRunning = errors.New("foreman: Run called twice")
+	// ErrNotRunning is returned by Ping when Run is not running.
+	ErrNotRunning = errors.New("foreman is not running")
+	// ErrHardStop is the cause of a task context cancelled because the
+	// graceful deadline passed.
+	ErrHardStop = errors.New("snappea is stopping: graceful timeout reached")
+	// ErrCancelled is the cause of a task context cancelled by Cancel.
+	ErrCancelled = errors.New("task cancelled by the operator")
+	// ErrTimeout is the cause of a task context whose timeout passed.
+	ErrTimeout = errors.New("task timeout reached")
+)
 
 // Config configures a Foreman. Source, Waker and Runner are required;
 // everything else has a default.
@@ -64,13 +92,22 @@ type Config struct {
 	Waker    Waker    // wakes the loop when tasks are queued; required
 	Runner   Runner   // runs tasks; required
 	Reporter Reporter // optional: receives task failures and loop errors
+	// Store, if set, enqueues retries of failed tasks that have attempts
+	// left and records tasks that failed for good. Without it a failed
+	// task is only logged and reported.
+	Store Store
 	// Observers are told of every finished task; optional.
 	Observers []Observer
+	// Services are long-running functions started with Run, restarted
+	// with backoff when they fail, and stopped with the workers; optional.
+	Services []Service
 
 	// Workers is the number of tasks that run at once. Default 16.
+	// SetWorkers changes it while running.
 	Workers int
 	// Batch caps how many tasks one claim takes. Claims never take more
-	// than the free worker slots. Default: Workers.
+	// than the free worker slots. Default: Workers (and following
+	// SetWorkers).
 	Batch int
 	// PollInterval is how often the foreman claims without a wakeup, so
 	// that queued work is found even if a wakeup is lost. Default 3s.
@@ -81,8 +118,18 @@ type Config struct {
 	GracefulTimeout time.Duration
 	// HardStopWait is how long the foreman waits for handlers to return
 	// after cancelling their contexts; handlers still running then are
-	// abandoned and counted interrupted. Default 1s.
+	// abandoned and counted interrupted. It is also how long a handler may
+	// run past its timeout before it counts as overdue. Default 1s.
 	HardStopWait time.Duration
+	// RetryBackoff is about how long the first retry of a failed task
+	// waits; each further retry waits twice as long, with jitter (a random
+	// half of the wait), up to RetryBackoffMax. Default 1s.
+	RetryBackoff time.Duration
+	// RetryBackoffMax caps the wait before a retry. Default 10m.
+	RetryBackoffMax time.Duration
+	// StartPaused starts the foreman paused: it claims nothing until
+	// Resume. A reload uses it to keep an operator's pause.
+	StartPaused bool
 	// Logger receives lifecycle records at info, problems at warn and
 	// error, and "task started" and "task done" records per task at debug. Default
 	// slog.Default(). Task arguments are never logged.
@@ -108,9 +155,6 @@ func (c *Config) setDefaults() error {
 	if c.Batch < 0 {
 		return fmt.Errorf("foreman config: Batch is %d, want at least 1 (0 for the default)", c.Batch)
 	}
-	if c.Batch == 0 {
-		c.Batch = c.Workers
-	}
 	if c.PollInterval < 0 {
 		return fmt.Errorf("foreman config: PollInterval is %v, want a positive duration (0 for the default)", c.PollInterval)
 	}
@@ -122,6 +166,17 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HardStopWait <= 0 {
 		c.HardStopWait = time.Second
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.RetryBackoffMax <= 0 {
+		c.RetryBackoffMax = 10 * time.Minute
+	}
+	for i, s := range c.Services {
+		if s.Name == "" || s.Run == nil {
+			return fmt.Errorf("foreman config: Services[%d] needs a Name and a Run func", i)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -135,14 +190,15 @@ type Outcome int
 // The outcomes the foreman counts.
 const (
 	Done        Outcome = iota // the handler returned nil
-	Failed                     // the handler returned an error
+	Failed                     // the handler returned an error (also after its timeout)
 	Panicked                   // the handler panicked
 	Discarded                  // unknown task name or undecodable arguments: never started
 	Interrupted                // still running at the graceful deadline
+	Cancelled                  // its context was cancelled by Cancel
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"done", "failed", "panicked", "discarded", "interrupted"}
+var outcomeNames = [numOutcomes]string{"done", "failed", "panicked", "discarded", "interrupted", "cancelled"}
 
 func (o Outcome) String() string {
 	if o < 0 || o >= numOutcomes {
@@ -151,9 +207,59 @@ func (o Outcome) String() string {
 	return outcomeNames[o]
 }
 
-// Counters counts finished tasks by outcome since the foreman started.
+// Counters counts finished tasks by outcome since the foreman started, and
+// two events besides: Retried counts failed attempts enqueued again (they
+// are also counted Failed), Overdue counts handlers still running
+// HardStopWait past their timeout.
 type Counters struct {
-	Done, Failed, Panicked, Discarded, Interrupted int64
+	Done, Failed, Panicked, Discarded, Interrupted, Cancelled int64
+	Retried, Overdue                                          int64
+}
+
+// State is what the foreman is doing as a whole.
+type State int
+
+// The foreman's states.
+const (
+	Running  State = iota // claiming and running tasks
+	Paused                // not claiming; running tasks go on
+	Stopping              // intake stopped for good; waiting for running tasks
+)
+
+func (s State) String() string {
+	switch s {
+	case Running:
+		return "running"
+	case Paused:
+		return "paused"
+	case Stopping:
+		return "stopping"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Snapshot is the foreman's state at one moment, for status pages.
+type Snapshot struct {
+	State     State
+	StartedAt time.Time // when Run started; zero before
+	Workers   int       // the pool size
+	Busy      int       // tasks claimed and not finished
+	// IdleSince is when the last running task finished; zero while tasks
+	// run. With Busy 0 and ready tasks waiting, it says how long the
+	// foreman has looked away from them.
+	IdleSince time.Time
+	Active    []ActiveTask // the running tasks, oldest first
+	Counters  Counters
+	Services  []ServiceStatus
+}
+
+// ActiveTask is a running task.
+type ActiveTask struct {
+	ID        int64
+	Name      string
+	StartedAt time.Time
+	Deadline  time.Time // zero without a timeout
+	Overdue   bool      // still running HardStopWait past its deadline
 }
 
 // PanicError is the error of a task whose handler panicked.
@@ -183,20 +289,39 @@ type Foreman struct {
 	hardOnce sync.Once
 	hardCh   chan struct{} // closed: cancel running tasks
 	runDone  chan struct{} // closed when Run returns
+	kick     chan struct{} // wakes the loop after Resume or SetWorkers
+	pings    chan chan struct{}
 
 	// taskCtx is the parent of every task's context: cancelled at the hard stop.
 	taskCtx     context.Context
 	cancelTasks context.CancelCauseFunc
 	hardStopped atomic.Bool
 
-	results chan Outcome
+	paused    atomic.Bool
+	workers   atomic.Int64
+	busy      atomic.Int64
+	idleSince atomic.Int64 // unix ns; 0 while busy
+	startedAt atomic.Int64 // unix ns
 
-	counts [numOutcomes]atomic.Int64
+	results chan Outcome
+	counts  [numOutcomes]atomic.Int64
+	retried atomic.Int64
+	overdue atomic.Int64
+
+	mu     sync.Mutex
+	active map[int64]*activeTask
+
+	services []*supervised
 }
 
-// ErrHardStop is the cause of a task context cancelled because the graceful
-// deadline passed.
-var ErrHardStop = errors.New("snappea is stopping: graceful timeout reached")
+type activeTask struct {
+	id       int64
+	name     string
+	started  time.Time
+	deadline time.Time
+	overdue  atomic.Bool
+	cancel   context.CancelCauseFunc
+}
 
 // New checks cfg and returns a Foreman ready to Run.
 func New(cfg Config) (*Foreman, error) {
@@ -209,7 +334,15 @@ func New(cfg Config) (*Foreman, error) {
 		stopCh:  make(chan struct{}),
 		hardCh:  make(chan struct{}),
 		runDone: make(chan struct{}),
-		results: make(chan Outcome, cfg.Workers),
+		kick:    make(chan struct{}, 1),
+		pings:   make(chan chan struct{}),
+		results: make(chan Outcome, max(cfg.Workers, 64)),
+		active:  make(map[int64]*activeTask),
+	}
+	f.workers.Store(int64(cfg.Workers))
+	f.paused.Store(cfg.StartPaused)
+	for _, s := range cfg.Services {
+		f.services = append(f.services, &supervised{Service: s, state: ServiceStarting})
 	}
 	f.taskCtx, f.cancelTasks = context.WithCancelCause(context.Background())
 	return f, nil
@@ -223,6 +356,131 @@ func (f *Foreman) Counters() Counters {
 		Panicked:    f.counts[Panicked].Load(),
 		Discarded:   f.counts[Discarded].Load(),
 		Interrupted: f.counts[Interrupted].Load(),
+		Cancelled:   f.counts[Cancelled].Load(),
+		Retried:     f.retried.Load(),
+		Overdue:     f.overdue.Load(),
+	}
+}
+
+// State says whether the foreman is running, paused or stopping.
+func (f *Foreman) State() State {
+	select {
+	case <-f.stopCh:
+		return Stopping
+	default:
+	}
+	if f.paused.Load() {
+		return Paused
+	}
+	return Running
+}
+
+// Snapshot returns the foreman's state, its running tasks and its services.
+func (f *Foreman) Snapshot() Snapshot {
+	s := Snapshot{
+		State:    f.State(),
+		Workers:  int(f.workers.Load()),
+		Busy:     int(f.busy.Load()),
+		Counters: f.Counters(),
+		Services: f.serviceStatus(),
+	}
+	if ns := f.startedAt.Load(); ns != 0 {
+		s.StartedAt = time.Unix(0, ns)
+	}
+	if ns := f.idleSince.Load(); ns != 0 {
+		s.IdleSince = time.Unix(0, ns)
+	}
+	f.mu.Lock()
+	s.Active = make([]ActiveTask, 0, len(f.active))
+	for _, a := range f.active {
+		s.Active = append(s.Active, ActiveTask{ID: a.id, Name: a.name, StartedAt: a.started,
+			Deadline: a.deadline, Overdue: a.overdue.Load()})
+	}
+	f.mu.Unlock()
+	slices.SortFunc(s.Active, func(a, b ActiveTask) int { return cmp.Compare(a.ID, b.ID) })
+	return s
+}
+
+// Paused reports whether the foreman is paused, also while it stops: a
+// reload passes the pause on to the next program.
+func (f *Foreman) Paused() bool { return f.paused.Load() }
+
+// Pause stops claiming until Resume; running tasks go on. It returns false
+// if the foreman was already paused.
+func (f *Foreman) Pause() bool {
+	if f.paused.Swap(true) {
+		return false
+	}
+	f.log.Info("paused: claiming no tasks until resumed", "running", f.busy.Load())
+	return true
+}
+
+// Resume undoes Pause. It returns false if the foreman was not paused.
+func (f *Foreman) Resume() bool {
+	if !f.paused.Swap(false) {
+		return false
+	}
+	f.log.Info("resumed")
+	f.nudge()
+	return true
+}
+
+// SetWorkers changes the pool size. Growing takes effect at once; shrinking
+// lets running tasks finish and claims again only below the new size.
+func (f *Foreman) SetWorkers(n int) error {
+	if n < 1 {
+		return fmt.Errorf("set workers: %d: want at least 1", n)
+	}
+	if old := f.workers.Swap(int64(n)); old != int64(n) {
+		f.log.Info("workers changed", "from", old, "to", n)
+	}
+	f.nudge()
+	return nil
+}
+
+func (f *Foreman) nudge() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Cancel cancels the context of the running task with the given id and
+// reports whether such a task was running. The handler decides when to
+// return; the task counts as cancelled and is neither retried nor recorded
+// as failed.
+func (f *Foreman) Cancel(id int64) bool {
+	f.mu.Lock()
+	a := f.active[id]
+	f.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	a.cancel(ErrCancelled)
+	f.log.Info("task cancelled by request", "task", a.name, "task_id", id)
+	return true
+}
+
+// Ping returns nil once the foreman's loop has answered, so a health check
+// can tell a live loop from a stuck one; ErrNotRunning if Run is not
+// running, or ctx's error if the loop does not answer in time.
+func (f *Foreman) Ping(ctx context.Context) error {
+	if !f.started.Load() {
+		return ErrNotRunning
+	}
+	c := make(chan struct{})
+	select {
+	case f.pings <- c:
+	case <-f.runDone:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return fmt.Errorf("ping foreman loop: %w", ctx.Err())
+	}
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ping foreman loop: %w", ctx.Err())
 	}
 }
 
@@ -232,7 +490,8 @@ func (f *Foreman) requestHard() { f.hardOnce.Do(func() { close(f.hardCh) }) }
 // Shutdown stops intake at once and waits for running tasks to finish. If
 // ctx ends first, it cancels the tasks' contexts, waits for Run to return
 // (at most Config.HardStopWait more) and returns ctx's error. Calling it
-// again, or cancelling Run's context too, never extends the first deadline.
+// again, or cancelling Run's context too, never extends the first deadline;
+// a later call with an earlier deadline (or one already past) cuts it short.
 func (f *Foreman) Shutdown(ctx context.Context) error {
 	f.requestStop()
 	if !f.started.Load() {
@@ -257,17 +516,25 @@ func (f *Foreman) Run(ctx context.Context) error {
 	}
 	defer close(f.runDone)
 	cfg := f.cfg
-	f.log.Info("foreman started", "workers", cfg.Workers, "batch", cfg.Batch, "poll_interval", cfg.PollInterval)
+	now := time.Now()
+	f.startedAt.Store(now.UnixNano())
+	f.idleSince.Store(now.UnixNano())
+	f.log.Info("foreman started", "workers", f.workers.Load(), "batch", cfg.Batch, "poll_interval", cfg.PollInterval,
+		"paused", f.paused.Load(), "services", len(f.services))
 
 	// claimCtx ends with intake, so that a claim waiting on a locked
 	// database does not hold up a stop.
 	claimCtx, cancelClaims := context.WithCancel(context.Background())
 	defer cancelClaims()
+	svcCtx, stopServices := context.WithCancel(context.Background())
+	defer stopServices()
+	servicesDone := f.startServices(svcCtx)
 
 	var (
 		busy        int
 		stopping    bool
 		mayHaveWork = true // drain the backlog before the first sleep
+		promote     = true // look for due delayed tasks before claiming
 		ctxDone     = ctx.Done()
 		stopCh      = (<-chan struct{})(f.stopCh)
 		hardCh      = (<-chan struct{})(f.hardCh)
@@ -275,17 +542,61 @@ func (f *Foreman) Run(ctx context.Context) error {
 		hardWait    <-chan time.Time
 		retry       <-chan time.Time
 		retryDelay  time.Duration
+		nextDue     time.Time
 	)
 	poll := time.NewTicker(cfg.PollInterval)
 	defer poll.Stop()
-	threshold := max(1, min(cfg.Batch, cfg.Workers)/2)
 	coalesce := time.NewTimer(time.Hour)
 	coalesce.Stop()
 	var coalesceC <-chan time.Time
 	delayed := false
+	// due fires when the earliest delayed task becomes due.
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	var dueC <-chan time.Time
+
+	setBusy := func(n int) {
+		if n == 0 && busy != 0 {
+			f.idleSince.Store(time.Now().UnixNano())
+		} else if n != 0 && busy == 0 {
+			f.idleSince.Store(0)
+		}
+		busy = n
+		f.busy.Store(int64(n))
+	}
+	claimFailed := func(err error) {
+		retryDelay = min(max(2*retryDelay, 100*time.Millisecond), cfg.PollInterval)
+		f.log.Error("claiming tasks failed; will retry", "err", err, "retry_in", retryDelay)
+		f.report(err, nil)
+		retry = time.After(retryDelay)
+	}
 
 loop:
 	for {
+		// Promote delayed tasks that have come due, then re-arm the timer
+		// for the next one. This is a read when nothing is due, and runs
+		// once per wake, poll or timer, not per claim.
+		if promote && !stopping && retry == nil && !f.paused.Load() {
+			promote = false
+			next, err := cfg.Source.Promote(claimCtx, time.Now())
+			switch {
+			case err != nil && claimCtx.Err() != nil:
+			case err != nil:
+				promote = true
+				claimFailed(err)
+			default:
+				if !next.Equal(nextDue) || dueC == nil {
+					nextDue = next
+					due.Stop()
+					dueC = nil
+					if !next.IsZero() {
+						due.Reset(max(time.Until(next), 0))
+						dueC = due.C
+					}
+				}
+			}
+		}
+
 		// Claim while there may be work and a slot is free. Finished tasks
 		// are collected first, so that a claim fills every free slot. With
 		// tasks running, a claim waits for half a batch of free slots or
@@ -293,8 +604,14 @@ loop:
 		// much for one task as for a batch, so fast tasks are claimed in
 		// full batches, while a slot freed among slow tasks idles at most
 		// claimDelay. An idle foreman claims at once.
-		for !stopping && mayHaveWork && retry == nil && busy < cfg.Workers {
-			n := min(cfg.Workers-busy, cfg.Batch)
+		workers := int(f.workers.Load())
+		batch := workers
+		if cfg.Batch > 0 {
+			batch = min(cfg.Batch, workers)
+		}
+		threshold := max(1, batch/2)
+		for !stopping && mayHaveWork && retry == nil && busy < workers && !f.paused.Load() {
+			n := min(workers-busy, batch)
 			if busy > 0 && n < threshold && !delayed {
 				if coalesceC == nil {
 					coalesce.Reset(claimDelay)
@@ -312,40 +629,50 @@ loop:
 				if claimCtx.Err() != nil {
 					break
 				}
-				retryDelay = min(max(2*retryDelay, 100*time.Millisecond), cfg.PollInterval)
-				f.log.Error("claiming tasks failed; will retry", "err", err, "retry_in", retryDelay)
-				f.report(err, nil)
-				retry = time.After(retryDelay)
+				claimFailed(err)
 				break
 			}
 			retryDelay = 0
+			if len(tasks) > 0 {
+				setBusy(busy + len(tasks))
+			}
 			for i := range tasks {
-				busy++
 				go f.run(tasks[i])
 			}
 			if len(tasks) < n {
 				mayHaveWork = false
 			}
-			busy -= f.collect()
+			if c := f.collect(); c > 0 {
+				setBusy(busy - c)
+			}
 		}
 
-		if stopping && busy == 0 {
+		if stopping && busy == 0 && servicesDone == nil {
 			break loop
 		}
 
 		select {
 		case <-f.cfg.Waker.Wakes():
-			mayHaveWork = true
+			mayHaveWork, promote = true, true
 		case <-poll.C:
+			mayHaveWork, promote = true, true
+		case <-dueC:
+			dueC = nil
+			mayHaveWork, promote = true, true
+		case <-f.kick:
 			mayHaveWork = true
 		case <-retry:
 			retry = nil
 		case <-coalesceC:
 			coalesceC = nil
 			delayed = true
+		case c := <-f.pings:
+			close(c)
 		case o := <-f.results:
 			f.counts[o].Add(1)
-			busy -= 1 + f.collect()
+			setBusy(busy - 1 - f.collect())
+		case <-servicesDone:
+			servicesDone = nil
 		case <-ctxDone:
 			ctxDone = nil
 			f.requestStop()
@@ -358,6 +685,7 @@ loop:
 			stopCh = nil
 			stopping = true
 			cancelClaims()
+			stopServices()
 			f.log.Info("stopping: intake stopped, waiting for running tasks", "running", busy)
 		case <-graceful:
 			graceful = nil
@@ -374,14 +702,20 @@ loop:
 		case <-hardWait:
 			// Handlers that ignore their context are abandoned here; the
 			// process is about to exit. They count as interrupted.
-			f.log.Warn("tasks did not return after their contexts were cancelled; abandoning them", "running", busy)
-			f.counts[Interrupted].Add(int64(busy))
+			if busy > 0 {
+				f.log.Warn("tasks did not return after their contexts were cancelled; abandoning them", "running", busy)
+				f.counts[Interrupted].Add(int64(busy))
+			}
+			if servicesDone != nil {
+				f.log.Warn("services did not return after their contexts were cancelled; abandoning them")
+			}
 			break loop
 		}
 	}
+	due.Stop()
 	c := f.Counters()
 	f.log.Info("stopped", "done", c.Done, "failed", c.Failed, "panicked", c.Panicked,
-		"discarded", c.Discarded, "interrupted", c.Interrupted)
+		"discarded", c.Discarded, "interrupted", c.Interrupted, "cancelled", c.Cancelled)
 	return nil
 }
 
@@ -407,24 +741,59 @@ func (f *Foreman) report(err error, t *queue.Task) {
 }
 
 // run runs one claimed task in its own goroutine, logs and reports how it
-// ended, and hands the outcome to the loop.
+// ended, retries or records it if it failed, and hands the outcome to the
+// loop.
 func (f *Foreman) run(t queue.Task) {
 	start := time.Now()
 	debug := f.log.Enabled(context.Background(), slog.LevelDebug)
 	if debug {
 		f.log.Debug("task started", "task", t.Name, "task_id", t.ID)
 	}
-	ctx := registry.WithInfo(f.taskCtx, registry.Info{
+	opts := f.cfg.Runner.Options(t.Name)
+	timeout := cmp.Or(t.Timeout, opts.Timeout)
+	maxAttempts := cmp.Or(t.MaxAttempts, opts.MaxAttempts)
+	attempt := max(t.Attempt, 1)
+
+	ctx, cancel := context.WithCancelCause(f.taskCtx)
+	a := &activeTask{id: t.ID, name: t.Name, started: start, cancel: cancel}
+	var overdue *time.Timer
+	if timeout > 0 {
+		a.deadline = start.Add(timeout)
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithDeadlineCause(ctx, a.deadline, ErrTimeout)
+		defer cancelT()
+		overdue = time.AfterFunc(timeout+f.cfg.HardStopWait, func() {
+			a.overdue.Store(true)
+			f.overdue.Add(1)
+			f.log.Warn("task overdue: still running after its timeout; it keeps its worker slot until it returns",
+				"task", t.Name, "task_id", t.ID, "timeout", timeout)
+		})
+	}
+	f.mu.Lock()
+	f.active[t.ID] = a
+	f.mu.Unlock()
+
+	ctx = registry.WithInfo(ctx, registry.Info{
 		ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: f.log,
 	})
 	err := f.call(ctx, &t)
 	d := time.Since(start)
+	cause := context.Cause(ctx)
+	if overdue != nil {
+		overdue.Stop()
+	}
+	cancel(nil)
+	f.mu.Lock()
+	delete(f.active, t.ID)
+	f.mu.Unlock()
 
 	o := Done
 	switch {
 	case f.hardStopped.Load():
 		o = Interrupted
 	case err == nil:
+	case errors.Is(cause, ErrCancelled):
+		o = Cancelled
 	case errors.Is(err, registry.ErrUnknownTask), errors.Is(err, registry.ErrBadArgs):
 		o = Discarded
 	default:
@@ -433,6 +802,9 @@ func (f *Foreman) run(t queue.Task) {
 			o = Panicked
 		} else {
 			o = Failed
+			if errors.Is(cause, ErrTimeout) {
+				err = fmt.Errorf("timed out after %v: %w", timeout, err)
+			}
 		}
 	}
 
@@ -443,33 +815,42 @@ func (f *Foreman) run(t queue.Task) {
 		ob.Finished(&t, o, d)
 	}
 	if err != nil {
-		f.logFailure(&t, o, err, d)
-		// A task cut off by a stop is expected, not a bug to report.
-		if o != Interrupted {
-			f.report(err, &t)
-		}
+		t.Attempt = attempt
+		t.MaxAttempts = maxAttempts
+		t.Timeout = timeout
+		f.settle(&t, o, err, d)
 	}
 	f.results <- o
 }
 
-// call runs the handler, turning a panic into a *PanicError so that one bad
-// task never takes the daemon down.
-func (f *Foreman) call(ctx context.Context, t *queue.Task) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			pcs := make([]uintptr, 64)
-			pcs = pcs[:runtime.Callers(3, pcs)]
-			err = &PanicError{Value: r, Stack: debug.Stack(), PCs: pcs}
-		}
-	}()
-	return f.cfg.Runner.Run(ctx, t.Name, t.Args)
-}
-
-func (f *Foreman) logFailure(t *queue.Task, o Outcome, err error, d time.Duration) {
+// settle logs a task that did not succeed and decides what becomes of it:
+// a failed attempt with attempts left is enqueued again after a backoff;
+// a task that failed for good is recorded and reported. A stop or a cancel
+// is neither: it is expected, like a crash it loses the attempt.
+func (f *Foreman) settle(t *queue.Task, o Outcome, err error, d time.Duration) {
 	attrs := []any{"task", t.Name, "task_id", t.ID, "duration", d, "err", err}
+	if t.MaxAttempts > 1 {
+		attrs = append(attrs, "attempt", t.Attempt, "max_attempts", t.MaxAttempts)
+	}
 	switch o {
 	case Interrupted:
 		f.log.Warn("task interrupted by stop", attrs...)
+		return
+	case Cancelled:
+		f.log.Info("task cancelled", attrs...)
+		return
+	}
+	if o == Failed && f.cfg.Store != nil && t.Attempt < t.MaxAttempts {
+		wait := f.backoff(t.Attempt)
+		id, rerr := f.cfg.Store.Retry(context.Background(), t, time.Now().Add(wait))
+		if rerr == nil {
+			f.retried.Add(1)
+			f.log.Warn("task failed; will retry", append(attrs, "retry_in", wait, "retry_id", id)...)
+			return
+		}
+		f.log.Error("task failed and its retry could not be enqueued", append(attrs, "retry_err", rerr)...)
+	}
+	switch o {
 	case Discarded:
 		f.log.Error("task discarded", attrs...)
 	case Panicked:
@@ -479,4 +860,42 @@ func (f *Foreman) logFailure(t *queue.Task, o Outcome, err error, d time.Duratio
 	default:
 		f.log.Error("task failed", attrs...)
 	}
+	if f.cfg.Store != nil {
+		if ferr := f.cfg.Store.Fail(context.Background(), t, err); ferr != nil {
+			f.log.Error("could not record the failed task", "task", t.Name, "task_id", t.ID, "err", ferr)
+		}
+	}
+	f.report(err, t)
+}
+
+// backoff is the wait before retrying after the given failed attempt:
+// RetryBackoff doubled per attempt, capped at RetryBackoffMax, of which a
+// random half is taken off so that retries of tasks that failed together
+// spread out.
+func (f *Foreman) backoff(attempt int) time.Duration {
+	d := f.cfg.RetryBackoff
+	for i := 1; i < attempt && d < f.cfg.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, f.cfg.RetryBackoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// call runs the handler, turning a panic into a *PanicError so that one bad
+// task never takes the daemon down.
+func (f *Foreman) call(ctx context.Context, t *queue.Task) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	return f.cfg.Runner.Run(ctx, t.Name, t.Args)
+}
+
+// panicError captures the stack of a recovered panic; call it from the
+// deferred function that recovered.
+func panicError(r any) *PanicError {
+	pcs := make([]uintptr, 64)
+	pcs = pcs[:runtime.Callers(4, pcs)]
+	return &PanicError{Value: r, Stack: debug.Stack(), PCs: pcs}
 }

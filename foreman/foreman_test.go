@@ -27,14 +27,57 @@ type fakeSource struct {
 	claims  int
 	err     error // returned by Claim while set
 	stopped bool  // set by the test after a stop: Claim must not be called
+
+	delayed  []delayedTask // not claimable before due; Promote moves them
+	promotes int
+}
+
+type delayedTask struct {
+	due time.Time
+	t   queue.Task
+}
+
+// addAt queues a task that becomes claimable at due.
+func (s *fakeSource) addAt(name string, due time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	s.delayed = append(s.delayed, delayedTask{due, queue.Task{ID: s.nextID, Name: name, Args: []byte("{}"), EnqueuedAt: time.Now()}})
+	return s.nextID
+}
+
+func (s *fakeSource) Promote(ctx context.Context, now time.Time) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.promotes++
+	var next time.Time
+	kept := s.delayed[:0]
+	for _, d := range s.delayed {
+		if !d.due.After(now) {
+			s.tasks = append(s.tasks, d.t)
+			continue
+		}
+		kept = append(kept, d)
+		if next.IsZero() || d.due.Before(next) {
+			next = d.due
+		}
+	}
+	s.delayed = kept
+	return next, nil
 }
 
 func (s *fakeSource) add(name string, args string, n int) {
+	s.addTask(queue.Task{Name: name, Args: []byte(args)}, n)
+}
+
+// addTask queues n copies of t with fresh ids.
+func (s *fakeSource) addTask(t queue.Task, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
 		s.nextID++
-		s.tasks = append(s.tasks, queue.Task{ID: s.nextID, Name: name, Args: []byte(args), EnqueuedAt: time.Now()})
+		t.ID, t.EnqueuedAt = s.nextID, time.Now()
+		s.tasks = append(s.tasks, t)
 	}
 }
 
@@ -186,7 +229,7 @@ func TestNew_Validates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.cfg.Workers != 16 || f.cfg.Batch != 16 || f.cfg.PollInterval != 3*time.Second || f.cfg.GracefulTimeout != 10*time.Second {
+	if f.cfg.Workers != 16 || f.cfg.Batch != 0 || f.cfg.PollInterval != 3*time.Second || f.cfg.GracefulTimeout != 10*time.Second {
 		t.Errorf("defaults = %+v", f.cfg)
 	}
 }
@@ -457,7 +500,7 @@ func TestForeman_ClaimErrorsRetry(t *testing.T) {
 
 func TestOutcome_String(t *testing.T) {
 	for o, want := range map[Outcome]string{Done: "done", Failed: "failed", Panicked: "panicked",
-		Discarded: "discarded", Interrupted: "interrupted", Outcome(9): "Outcome(9)"} {
+		Discarded: "discarded", Interrupted: "interrupted", Cancelled: "cancelled", Outcome(9): "Outcome(9)"} {
 		if got := o.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int(o), got, want)
 		}

@@ -17,8 +17,9 @@ import (
 	"time"
 )
 
-// bin is the snappea binary built by TestMain.
-var bin string
+// bin is the snappea binary built by TestMain; serviceBin a daemon built
+// on package cli with a managed service (testdata/servicedaemon).
+var bin, serviceBin string
 
 func TestMain(m *testing.M) {
 	tmp, err := os.MkdirTemp("", "snappea-integration")
@@ -27,11 +28,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(tmp, "snappea")
-	args := []string{"build", "-o", bin}
+	serviceBin = filepath.Join(tmp, "servicedaemon")
+	args := []string{"build", "-o", tmp + "/"}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	build := exec.Command("go", append(args, "../cmd/snappea")...)
+	build := exec.Command("go", append(args, "../cmd/snappea", "./testdata/servicedaemon")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building snappea:", err)
@@ -86,8 +88,16 @@ func startDaemon(t testing.TB, dir string, args ...string) *daemon {
 // launchDaemon starts `snappea run` on dir without waiting for it.
 func launchDaemon(t testing.TB, dir string, args ...string) *daemon {
 	t.Helper()
+	return launchProgram(t, bin, dir, args...)
+}
+
+// launchProgram starts `program run` on dir without waiting for it:
+// program is the snappea binary or a copy of it, or another binary built
+// on package cli.
+func launchProgram(t testing.TB, program, dir string, args ...string) *daemon {
+	t.Helper()
 	all := append([]string{"run", "--dir", dir, "--log-format", "json", "--log-level", "debug"}, args...)
-	cmd := exec.Command(bin, all...)
+	cmd := exec.Command(program, all...)
 	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -7,4 +7,11 @@
 // and the daemon) apply every migration exactly once. A database whose
 // schema is newer than this build knows is refused with [ErrSchemaTooNew]:
 // an older binary must not run against tables it does not understand.
+//
+// Which migrations a database has is the set of rows in snappea_migrations,
+// not only the highest number: a number may be left free for a change that
+// lands later, and that migration is then applied to databases that already
+// have the ones after it. Such a late migration must therefore not depend
+// on the ones numbered after it. [Version] reports the highest number
+// applied, and [Latest] the highest this build has.
 package migrations

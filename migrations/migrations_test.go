@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -133,7 +134,9 @@ func TestLoad(t *testing.T) {
 		wantErr bool
 	}{
 		{"ordered", []string{"d/0002_b.sql", "d/0001_a.sql"}, false},
-		{"gap", []string{"d/0001_a.sql", "d/0003_c.sql"}, true},
+		// A number may be left free for a change still under review.
+		{"gap", []string{"d/0001_a.sql", "d/0003_c.sql"}, false},
+		{"duplicate", []string{"d/0001_a.sql", "d/0002_b.sql", "d/002_c.sql"}, true},
 		{"no number", []string{"d/init.sql"}, true},
 		{"zero", []string{"d/0000_a.sql"}, true},
 	}
@@ -147,11 +150,83 @@ func TestLoad(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("load err = %v, wantErr %v", err, tt.wantErr)
 			}
-			for i, m := range ms {
-				if m.Version != i+1 {
-					t.Errorf("ms[%d].Version = %d", i, m.Version)
+			for i := 1; i < len(ms); i++ {
+				if ms[i].Version <= ms[i-1].Version {
+					t.Errorf("versions out of order: %d then %d", ms[i-1].Version, ms[i].Version)
 				}
 			}
 		})
+	}
+}
+
+func TestApply_FillsAGapLater(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t)
+	a := Migration{Version: 1, Name: "0001_a.sql", SQL: `CREATE TABLE a (x)`}
+	b := Migration{Version: 2, Name: "0002_b.sql", SQL: `CREATE TABLE b (x)`}
+	c := Migration{Version: 3, Name: "0003_c.sql", SQL: `CREATE TABLE c (x)`}
+	if v, err := apply(ctx, db, []Migration{a, c}); err != nil || v != 3 {
+		t.Fatalf("apply with a gap = %d, %v; want 3, nil", v, err)
+	}
+	// A build that has 2 as well applies it, though the database is at 3.
+	if v, err := apply(ctx, db, []Migration{a, b, c}); err != nil || v != 3 {
+		t.Fatalf("apply after the gap is filled = %d, %v; want 3, nil", v, err)
+	}
+	if _, err := db.Exec(`INSERT INTO b (x) VALUES (1)`); err != nil {
+		t.Errorf("table of the late migration: %v", err)
+	}
+	// A build without 2 must not run against a database that has it.
+	if _, err := apply(ctx, db, []Migration{a, c}); !errors.Is(err, ErrSchemaTooNew) {
+		t.Errorf("apply without a migration the database has = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// A database written by the first schema, with tasks in it, upgrades in
+// place: its rows keep their values and get the new columns' defaults.
+func TestApply_UpgradesFirstSchema(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t)
+	ms := SQLite()
+	if v, err := apply(ctx, db, ms[:1]); err != nil || v != 1 {
+		t.Fatalf("apply version 1 = %d, %v", v, err)
+	}
+	for i := range 3 {
+		if _, err := db.Exec(`INSERT INTO snappea_tasks (task, args, created_at) VALUES ('t', ?, ?)`,
+			fmt.Sprintf(`{"i":%d}`, i), 100+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := Apply(ctx, db)
+	if err != nil || v != Latest() {
+		t.Fatalf("Apply = %d, %v; want %d, nil", v, err, Latest())
+	}
+	rows, err := db.Query(`SELECT id, task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key
+		FROM snappea_tasks ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id, created, priority, runAt, attempt, maxAttempts, timeout int64
+		var task, args string
+		var key sql.NullString
+		if err := rows.Scan(&id, &task, &args, &created, &priority, &runAt, &attempt, &maxAttempts, &timeout, &key); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"i":%d}`, n); task != "t" || args != want || created != int64(100+n) {
+			t.Errorf("row %d = %s %s %d, want t %s %d", id, task, args, created, want, 100+n)
+		}
+		if priority != 0 || runAt != 0 || attempt != 1 || maxAttempts != 0 || timeout != 0 || key.Valid {
+			t.Errorf("row %d options = priority %d run_at %d attempt %d max_attempts %d timeout_ns %d key %v; want 0 0 1 0 0 NULL",
+				id, priority, runAt, attempt, maxAttempts, timeout, key)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("%d rows after the upgrade, want 3", n)
 	}
 }

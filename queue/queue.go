@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -39,8 +40,16 @@ var (
 	ErrReadOnly = errors.New("database is read-only")
 	// ErrClosed: the Queue was closed.
 	ErrClosed = errors.New("queue is closed")
+	// ErrBacklogFull: more tasks are waiting for the daemon than
+	// Config.MaxBacklog allows. Nothing was written. The daemon is behind
+	// or stopped: shed load (or retry later), or raise the limit.
+	ErrBacklogFull = errors.New("queue backlog is full: the daemon is behind or stopped; shed load or retry later, or raise the limit (MaxBacklog)")
+	// ErrNotFound: no failed task has the id asked for.
+	ErrNotFound = errors.New("not found")
 )
 
+// Config says where the queue lives and how to open it. The zero value is
+// usable: it opens ./snappea-data/snappea.db.
 // Config says where the queue lives and how to open it. The zero value is
 // usable: it opens ./snappea-data/snappea.db.
 type Config struct {
@@ -57,7 +66,9 @@ type Config struct {
 	BusyTimeout time.Duration
 	// Registry, if set, makes Enqueue check each task's name and arguments
 	// against it before writing, so a typo fails in the caller, not later in
-	// the daemon. It costs one decode of the arguments per task.
+	// the daemon. It costs one decode of the arguments per task. Every
+	// enqueue then also starts from the task definition's default options
+	// (see registry.Register), the call's own options winning.
 	Registry *registry.Registry
 	// Inline runs tasks in the caller instead of queueing them, through the
 	// same JSON encoding and decoding as the daemon, so a type mismatch
@@ -66,8 +77,26 @@ type Config struct {
 	// EnqueueTx writes the row in the caller's transaction as usual, and
 	// the tasks run when InTx commits or Notify is called after a commit,
 	// as the daemon would run them only then: a rolled-back task never
-	// runs. For tests, not production.
+	// runs. Delay and RunAt are ignored (tasks run at once), a task runs
+	// once whatever its MaxAttempts, its Timeout applies, and a Key held
+	// by a committed task not yet run makes the enqueue a duplicate.
+	// MaxBacklog is ignored. For tests, not production.
 	Inline bool
+	// MaxBacklog, if positive, limits the tasks waiting for the daemon:
+	// those ready to claim or delayed and already due (tasks delayed into
+	// the future do not count). An enqueue that would take the backlog past
+	// it fails at once with ErrBacklogFull and writes nothing; at the
+	// limit, delayed tasks are refused too. Retry and the retries of failed
+	// tasks are exempt: they re-run work already accepted. Ignored in
+	// Inline mode. Default 0: unlimited.
+	//
+	// It is a soft limit, kept cheap: the Queue counts the backlog at most
+	// every 100ms (less often if counting is slow: at most MaxBacklog+1
+	// index entries are read, a few milliseconds per hundred thousand) and
+	// adds its own enqueues since. Other processes' enqueues since the last
+	// count go unseen, so together they can overshoot the limit by what
+	// they enqueue in one such interval.
+	MaxBacklog int
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -89,6 +118,9 @@ func (c *Config) setDefaults() error {
 	if c.BusyTimeout < 0 {
 		return fmt.Errorf("queue config: BusyTimeout %v is negative", c.BusyTimeout)
 	}
+	if c.MaxBacklog < 0 {
+		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
+	}
 	if c.Inline && c.Registry == nil {
 		return errors.New("queue config: Inline needs a Registry to run tasks with")
 	}
@@ -100,16 +132,22 @@ func (c *Config) setDefaults() error {
 
 // Task is a claimed task, handed to the daemon to run.
 type Task struct {
-	ID         int64     // unique for the life of the database
-	Name       string    // the registered task name
-	Args       []byte    // JSON, as the producer encoded it
-	EnqueuedAt time.Time // when the producer enqueued it
+	ID          int64         // unique for the life of the database
+	Name        string        // the registered task name
+	Args        []byte        // JSON, as the producer encoded it
+	EnqueuedAt  time.Time     // when the producer enqueued this attempt
+	Priority    int           // higher was claimed first
+	Attempt     int           // 1 for the first run, 2 for the first retry, ...
+	MaxAttempts int           // total attempts allowed; 0 or 1: no retries
+	Timeout     time.Duration // the handler's deadline; 0: none
+	Key         string        // the unique key it was enqueued with, if any; free again once claimed
 }
 
 // Job is one task to enqueue with EnqueueMany.
 type Job struct {
-	Task string // the registered task name
-	Args any    // encoded with encoding/json; a json.RawMessage is used as is
+	Task    string           // the registered task name
+	Args    any              // encoded with encoding/json; a json.RawMessage is used as is
+	Options registry.Options // merged over the task definition's defaults when Config.Registry is set
 }
 
 // Queue is a handle on the queue database, safe for concurrent use by many
@@ -124,13 +162,46 @@ type Queue struct {
 	// busy handler, which sleeps a millisecond and more between tries.
 	writeMu sync.Mutex
 
-	insert *sql.Stmt
-	claim  *sql.Stmt
+	insert    *sql.Stmt
+	keyHolder *sql.Stmt
+	claim     *sql.Stmt
+	nextDue   *sql.Stmt
+	promote   *sql.Stmt
+	countDue  *sql.Stmt
+	idSpan    *sql.Stmt
+
+	backlog backlog
 
 	inlineID atomic.Int64
 
 	closed atomic.Bool
 }
+
+// The statements on the hot paths. Claim, next-due and promote are each
+// one range of the claim index on (run_at, priority DESC, id); a test
+// checks their plans.
+const (
+	// ON CONFLICT DO NOTHING: the only unique constraint a new row can
+	// break is the key's (ids come from AUTOINCREMENT), so a pending key
+	// makes the insert write nothing, under the write lock: two producers
+	// can never both write one key.
+	insertSQL = `INSERT INTO snappea_tasks
+		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	keyHolderSQL = `SELECT id FROM snappea_tasks WHERE key = ?`
+	// modernc's SQLite is built without DELETE ... LIMIT, hence the
+	// subquery.
+	claimSQL = `DELETE FROM snappea_tasks WHERE id IN
+		(SELECT id FROM snappea_tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT ?)
+		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`
+	nextDueSQL = `SELECT min(run_at) FROM snappea_tasks WHERE run_at > 0`
+	promoteSQL = `UPDATE snappea_tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= ?`
+	// Bounded: counting stops at the limit's worth of index entries.
+	countDueSQL = `SELECT count(*) FROM (SELECT 1 FROM snappea_tasks WHERE run_at <= ? LIMIT ?)`
+	// At least the number of pending tasks, in two look-ups of the primary
+	// key: ids are never reused.
+	idSpanSQL = `SELECT coalesce((SELECT max(id) FROM snappea_tasks) - (SELECT min(id) FROM snappea_tasks) + 1, 0)`
+)
 
 // Open opens (creating if needed) the queue database and applies any
 // migrations it lacks. It refuses a database written by a newer snappea.
@@ -193,19 +264,24 @@ func OpenDB(ctx context.Context, path string, busyTimeout time.Duration) (*sql.D
 }
 
 func (q *Queue) prepare(ctx context.Context) error {
-	var err error
-	q.insert, err = q.db.PrepareContext(ctx,
-		`INSERT INTO snappea_tasks (task, args, created_at) VALUES (?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("prepare insert: %w", dbError(err))
-	}
-	// modernc's SQLite is built without DELETE ... LIMIT, hence the
-	// subquery; it is one indexed range scan of the primary key.
-	q.claim, err = q.db.PrepareContext(ctx,
-		`DELETE FROM snappea_tasks WHERE id IN (SELECT id FROM snappea_tasks ORDER BY id LIMIT ?)
-		 RETURNING id, task, args, created_at`)
-	if err != nil {
-		return fmt.Errorf("prepare claim: %w", dbError(err))
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		name string
+		sql  string
+	}{
+		{&q.insert, "insert", insertSQL},
+		{&q.keyHolder, "key lookup", keyHolderSQL},
+		{&q.claim, "claim", claimSQL},
+		{&q.nextDue, "next due", nextDueSQL},
+		{&q.promote, "promote", promoteSQL},
+		{&q.countDue, "backlog count", countDueSQL},
+		{&q.idSpan, "id span", idSpanSQL},
+	} {
+		stmt, err := q.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", p.name, dbError(err))
+		}
+		*p.stmt = stmt
 	}
 	return nil
 }
@@ -254,34 +330,170 @@ func (q *Queue) encode(task string, args any) ([]byte, error) {
 	return b, nil
 }
 
-// Enqueue queues one task and wakes the daemon. args is encoded as JSON
-// (pass a json.RawMessage for JSON you already have). It returns the task's
-// id once the row is committed.
-func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, error) {
+// row is one snappea_tasks row about to be written.
+type row struct {
+	task        string
+	args        []byte
+	created     int64 // Unix ns
+	priority    int
+	runAt       int64 // 0: ready; else Unix ns when due
+	attempt     int
+	maxAttempts int
+	timeout     time.Duration
+	key         string // "": none
+}
+
+func (r *row) insert(ctx context.Context, stmt *sql.Stmt) (sql.Result, error) {
+	var key any // NULL
+	if r.key != "" {
+		key = r.key
+	}
+	return stmt.ExecContext(ctx, r.task, r.args, r.created, r.priority, r.runAt, r.attempt, r.maxAttempts,
+		int64(r.timeout), key)
+}
+
+// newRow encodes and checks a task for enqueueing at now, with opts over
+// the definition's defaults.
+func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Time) (row, error) {
 	b, err := q.encode(task, args)
 	if err != nil {
-		return 0, err
+		return row{}, err
 	}
-	if q.cfg.Inline {
-		return q.runInline(ctx, task, b)
+	if q.cfg.Registry != nil {
+		opts = q.cfg.Registry.Options(task).Merge(opts)
 	}
-	if q.closed.Load() {
-		return 0, ErrClosed
+	if err := opts.Validate(); err != nil {
+		return row{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
-	q.writeMu.Lock()
-	// One autocommit statement: no BEGIN/COMMIT round trips, and SQLite
-	// takes the write lock (with the busy timeout) at its start.
-	res, err := q.insert.ExecContext(ctx, task, b, time.Now().UnixNano())
-	q.writeMu.Unlock()
+	r := row{task: task, args: b, created: now.UnixNano(), priority: opts.Priority, attempt: 1,
+		maxAttempts: opts.MaxAttempts, timeout: opts.Timeout, key: opts.Key}
+	if !q.cfg.Inline {
+		r.runAt = dueAt(opts, now)
+	}
+	return r, nil
+}
+
+// dueAt is a task's run_at: 0 if it may run now, else when it may, in Unix
+// ns.
+func dueAt(opts registry.Options, now time.Time) int64 {
+	switch {
+	case !opts.RunAt.IsZero():
+		if opts.RunAt.After(now) {
+			return unixNano(opts.RunAt)
+		}
+	case opts.Delay > 0:
+		at := now.UnixNano() + int64(opts.Delay)
+		if at < 0 { // overflow: beyond the year 2262
+			return math.MaxInt64
+		}
+		return at
+	}
+	return 0
+}
+
+// unixNano is t.UnixNano, pinned to the int64 range (years 1678 to 2262)
+// where that is undefined.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// write inserts r with stmt (the queue's insert statement, or its twin in
+// a transaction), reporting a duplicate key. holder finds the task holding
+// the key in the same transaction; it may be nil for a row without key.
+func write(ctx context.Context, stmt, holder *sql.Stmt, r *row) (registry.Result, error) {
+	res, err := r.insert(ctx, stmt)
 	if err != nil {
-		return 0, fmt.Errorf("enqueue %s: %w", task, dbError(err))
+		return registry.Result{}, fmt.Errorf("enqueue %s: %w", r.task, dbError(err))
+	}
+	if r.key != "" {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return registry.Result{}, fmt.Errorf("enqueue %s: %w", r.task, err)
+		}
+		if n == 0 {
+			var id int64
+			if err := holder.QueryRowContext(ctx, r.key).Scan(&id); err != nil {
+				return registry.Result{}, fmt.Errorf("enqueue %s: find the task holding its key: %w", r.task, dbError(err))
+			}
+			return registry.Result{ID: id, Duplicate: true}, nil
+		}
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
-		return 0, fmt.Errorf("enqueue %s: %w", task, err)
+		return registry.Result{}, fmt.Errorf("enqueue %s: %w", r.task, err)
+	}
+	return registry.Result{ID: id}, nil
+}
+
+// Enqueue queues one task and wakes the daemon. args is encoded as JSON
+// (pass a json.RawMessage for JSON you already have). It returns the task's
+// id once the row is committed. With Config.Registry set, the task
+// definition's default options apply; if they give a Key that a pending
+// task holds, nothing is written and the id is that task's.
+func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, error) {
+	res, err := q.EnqueueWith(ctx, task, args, registry.Options{})
+	return res.ID, err
+}
+
+// EnqueueWith is Enqueue with options, merged over the task definition's
+// defaults when Config.Registry is set. A task with a Key that a pending
+// task (ready or delayed) already holds is not written: the Result is
+// that task's id with Duplicate set, and the error nil. A delayed task is
+// written as such and the daemon is woken all the same, to learn the new
+// earliest due time.
+func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts registry.Options) (registry.Result, error) {
+	r, err := q.newRow(task, args, opts, time.Now())
+	if err != nil {
+		return registry.Result{}, err
+	}
+	if q.cfg.Inline {
+		return q.runInline(ctx, &r)
+	}
+	if q.closed.Load() {
+		return registry.Result{}, ErrClosed
+	}
+	reserved, err := q.reserve(ctx, []row{r})
+	if err != nil {
+		return registry.Result{}, err
+	}
+	var res registry.Result
+	if r.key == "" {
+		q.writeMu.Lock()
+		// One autocommit statement: no BEGIN/COMMIT round trips, and SQLite
+		// takes the write lock (with the busy timeout) at its start.
+		res, err = write(ctx, q.insert, nil, &r)
+		q.writeMu.Unlock()
+	} else {
+		// The insert and, for a duplicate, the look-up of the key's holder
+		// in one transaction, so the id returned is the holder's even if
+		// the daemon claims it meanwhile.
+		err = q.writeTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, err = write(ctx, tx.StmtContext(ctx, q.insert), tx.StmtContext(ctx, q.keyHolder), &r)
+			return err
+		})
+	}
+	if err != nil {
+		q.release(reserved)
+		return registry.Result{}, err
+	}
+	if res.Duplicate {
+		q.release(reserved)
+		return res, nil
 	}
 	q.wake()
-	return id, nil
+	return res, nil
 }
 
 // EnqueueTx queues one task inside the caller's transaction tx, which must
@@ -289,67 +501,132 @@ func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, erro
 // commits; the caller must then call Notify, or the daemon finds the task
 // only at its next fallback poll. InTx does both for you.
 func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any) (int64, error) {
-	b, err := q.encode(task, args)
+	res, err := q.EnqueueWithTx(ctx, tx, task, args, registry.Options{})
+	return res.ID, err
+}
+
+// EnqueueWithTx is EnqueueWith inside the caller's transaction tx; as with
+// EnqueueTx, call Notify after commit. A duplicate Key is judged against
+// the tasks tx sees, under the write lock tx holds.
+func (q *Queue) EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args any, opts registry.Options) (registry.Result, error) {
+	r, err := q.newRow(task, args, opts, time.Now())
 	if err != nil {
-		return 0, err
+		return registry.Result{}, err
 	}
-	res, err := tx.StmtContext(ctx, q.insert).ExecContext(ctx, task, b, time.Now().UnixNano())
+	reserved, err := q.reserve(ctx, []row{r})
 	if err != nil {
-		return 0, fmt.Errorf("enqueue %s: %w", task, dbError(err))
+		return registry.Result{}, err
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, fmt.Errorf("enqueue %s: %w", task, err)
+	var holder *sql.Stmt
+	if r.key != "" {
+		holder = tx.StmtContext(ctx, q.keyHolder)
 	}
-	return id, nil
+	res, err := write(ctx, tx.StmtContext(ctx, q.insert), holder, &r)
+	if err != nil || res.Duplicate {
+		q.release(reserved)
+	}
+	return res, err
 }
 
 // EnqueueMany queues jobs in one transaction, all or none, and wakes the
-// daemon once. It returns their ids in order.
+// daemon once. It returns their ids in order; a job whose Key a pending
+// task holds is not written and its id is 0.
 func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
 	if q.cfg.Inline {
 		ids := make([]int64, 0, len(jobs))
 		for _, j := range jobs {
-			id, err := q.Enqueue(ctx, j.Task, j.Args)
+			res, err := q.EnqueueWith(ctx, j.Task, j.Args, j.Options)
 			if err != nil {
 				return ids, err
 			}
-			ids = append(ids, id)
+			if res.Duplicate {
+				res.ID = 0
+			}
+			ids = append(ids, res.ID)
 		}
 		return ids, nil
 	}
-	var ids []int64
-	err := q.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		ids, err = q.EnqueueManyTx(ctx, tx, jobs)
-		return err
-	})
+	rows, err := q.newRows(jobs)
 	if err != nil {
 		return nil, err
 	}
+	reserved, err := q.reserve(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	err = q.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		ids, err = writeMany(ctx, tx, q, rows)
+		return err
+	})
+	if err != nil {
+		q.release(reserved)
+		return nil, err
+	}
+	q.release(dueDuplicates(rows, ids))
 	return ids, nil
 }
 
 // EnqueueManyTx queues jobs inside the caller's transaction; as with
-// EnqueueTx, call Notify after commit.
+// EnqueueTx, call Notify after commit. Ids are as with EnqueueMany.
 func (q *Queue) EnqueueManyTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]int64, error) {
-	ids := make([]int64, 0, len(jobs))
+	rows, err := q.newRows(jobs)
+	if err != nil {
+		return nil, err
+	}
+	reserved, err := q.reserve(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := writeMany(ctx, tx, q, rows)
+	if err != nil {
+		q.release(reserved)
+		return nil, err
+	}
+	q.release(dueDuplicates(rows, ids))
+	return ids, nil
+}
+
+func (q *Queue) newRows(jobs []Job) ([]row, error) {
+	rows := make([]row, len(jobs))
+	now := time.Now()
+	for i, j := range jobs {
+		var err error
+		if rows[i], err = q.newRow(j.Task, j.Args, j.Options, now); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// dueDuplicates counts the rows reserve counted that were not written.
+func dueDuplicates(rows []row, ids []int64) int {
+	n := 0
+	for i := range rows {
+		if ids[i] == 0 && rows[i].runAt == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// writeMany inserts rows in tx and returns their ids, 0 for a duplicate.
+func writeMany(ctx context.Context, tx *sql.Tx, q *Queue, rows []row) ([]int64, error) {
+	ids := make([]int64, len(rows))
 	stmt := tx.StmtContext(ctx, q.insert)
-	now := time.Now().UnixNano()
-	for _, j := range jobs {
-		b, err := q.encode(j.Task, j.Args)
+	var holder *sql.Stmt
+	for i := range rows {
+		if rows[i].key != "" && holder == nil {
+			holder = tx.StmtContext(ctx, q.keyHolder)
+		}
+		res, err := write(ctx, stmt, holder, &rows[i])
 		if err != nil {
 			return nil, err
 		}
-		res, err := stmt.ExecContext(ctx, j.Task, b, now)
-		if err != nil {
-			return nil, fmt.Errorf("enqueue %s: %w", j.Task, dbError(err))
+		if !res.Duplicate {
+			ids[i] = res.ID
 		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return nil, fmt.Errorf("enqueue %s: %w", j.Task, err)
-		}
-		ids = append(ids, id)
 	}
 	return ids, nil
 }
@@ -363,28 +640,32 @@ func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	q.writeMu.Lock()
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		q.writeMu.Unlock()
-		return fmt.Errorf("begin transaction: %w", dbError(err))
-	}
-	err = fn(tx)
-	if err == nil {
-		if err = tx.Commit(); err != nil {
-			err = fmt.Errorf("commit: %w", dbError(err))
-		}
-	} else {
-		tx.Rollback()
-	}
-	q.writeMu.Unlock()
-	if err != nil {
+	if err := q.writeTx(ctx, fn); err != nil {
 		return err
 	}
 	if q.cfg.Inline {
 		return q.runCommitted(ctx)
 	}
 	q.wake()
+	return nil
+}
+
+// writeTx runs fn in a transaction, in turn with this process's other
+// writes, and commits if fn returns nil.
+func (q *Queue) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", dbError(err))
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", dbError(err))
+	}
 	return nil
 }
 
@@ -411,9 +692,23 @@ func (q *Queue) wake() {
 	}
 }
 
-func (q *Queue) runInline(ctx context.Context, task string, args []byte) (int64, error) {
+// runInline runs r now, as Inline mode's Enqueue, unless a committed task
+// not yet run holds its key.
+func (q *Queue) runInline(ctx context.Context, r *row) (registry.Result, error) {
+	if r.key != "" {
+		var id int64
+		err := q.keyHolder.QueryRowContext(ctx, r.key).Scan(&id)
+		if err == nil {
+			return registry.Result{ID: id, Duplicate: true}, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return registry.Result{}, fmt.Errorf("enqueue %s: find the task holding its key: %w", r.task, dbError(err))
+		}
+	}
 	id := q.inlineID.Add(1)
-	return id, q.run(ctx, Task{ID: id, Name: task, Args: args, EnqueuedAt: time.Now()})
+	return registry.Result{ID: id}, q.run(ctx, Task{ID: id, Name: r.task, Args: r.args,
+		EnqueuedAt: time.Unix(0, r.created), Priority: r.priority, Attempt: r.attempt,
+		MaxAttempts: r.maxAttempts, Timeout: r.timeout, Key: r.key})
 }
 
 // runCommitted is Inline mode's daemon: it claims the tasks that committed
@@ -438,16 +733,24 @@ func (q *Queue) runCommitted(ctx context.Context) error {
 }
 
 func (q *Queue) run(ctx context.Context, t Task) error {
-	tctx := registry.WithInfo(ctx, registry.Info{ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: q.log})
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	tctx := registry.WithInfo(ctx, registry.Info{ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: q.log,
+		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts})
 	if err := q.cfg.Registry.Run(tctx, t.Name, t.Args); err != nil {
 		return fmt.Errorf("run %s (inline): %w", t.Name, err)
 	}
 	return nil
 }
 
-// Claim deletes up to n of the oldest queued tasks and returns them, oldest
-// first. The delete commits before Claim returns, so every task it returns
-// is gone from the queue: run it or lose it, never run it twice.
+// Claim deletes up to n of the ready tasks, highest priority first and
+// oldest first within a priority, and returns them in that order. The
+// delete commits before Claim returns, so every task it returns is gone
+// from the queue: run it or lose it, never run it twice. Delayed tasks are
+// not claimed until Promote has made them ready.
 func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if n <= 0 {
 		return nil, nil
@@ -466,12 +769,16 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	tasks := make([]Task, 0, n)
 	for rows.Next() {
 		var t Task
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &t.Args, &created); err != nil {
+		var created, timeout int64
+		var key sql.NullString
+		if err := rows.Scan(&t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
+			&timeout, &key); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim tasks: %w", err)
 		}
 		t.EnqueuedAt = time.Unix(0, created)
+		t.Timeout = time.Duration(timeout)
+		t.Key = key.String
 		tasks = append(tasks, t)
 	}
 	if err := rows.Err(); err != nil {
@@ -481,30 +788,144 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
-	// RETURNING gives no order; FIFO is by id.
-	slices.SortFunc(tasks, func(a, b Task) int { return cmp.Compare(a.ID, b.ID) })
+	// RETURNING gives no order.
+	slices.SortFunc(tasks, func(a, b Task) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	return tasks, nil
+}
+
+// Promote makes every delayed task due at or before now ready to claim,
+// and returns when the next delayed task is due (the zero time if none is
+// left). The daemon calls it before claiming and sleeps no longer than
+// until next. When nothing is due it only reads, without the write lock.
+func (q *Queue) Promote(ctx context.Context, now time.Time) (next time.Time, err error) {
+	due, err := q.readNextDue(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if due == 0 || due > unixNano(now) {
+		return unixTime(due), nil
+	}
+	q.writeMu.Lock()
+	_, err = q.promote.ExecContext(ctx, unixNano(now))
+	q.writeMu.Unlock()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("promote due tasks: %w", dbError(err))
+	}
+	due, err = q.readNextDue(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return unixTime(due), nil
+}
+
+// readNextDue returns the earliest run_at of the delayed tasks, 0 if none.
+func (q *Queue) readNextDue(ctx context.Context) (int64, error) {
+	var due sql.NullInt64
+	if err := q.nextDue.QueryRowContext(ctx).Scan(&due); err != nil {
+		return 0, fmt.Errorf("read next due task: %w", dbError(err))
+	}
+	return due.Int64, nil
+}
+
+// unixTime is time.Unix(0, ns), but the zero time for 0.
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Cancel deletes the pending task id, ready or delayed, so that it never
+// runs. It reports false if there was none: it was never enqueued, or it
+// has been claimed (it is running or has run) or cancelled already.
+func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
+	if q.closed.Load() {
+		return false, ErrClosed
+	}
+	q.writeMu.Lock()
+	res, err := q.db.ExecContext(ctx, `DELETE FROM snappea_tasks WHERE id = ?`, id)
+	q.writeMu.Unlock()
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, dbError(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// Retry enqueues t again, as a new task with its own id, for its next
+// attempt: the same name, arguments, priority, timeout and MaxAttempts,
+// Attempt one more, ready at at (now if at is not in the future), and no
+// Key, which t's claim freed. It wakes the daemon and returns the new id.
+// Retries do not count against MaxBacklog. Whether t has attempts left is
+// the caller's decision.
+func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error) {
+	if q.closed.Load() {
+		return 0, ErrClosed
+	}
+	now := time.Now()
+	r := row{task: t.Name, args: nonNil(t.Args), created: now.UnixNano(), priority: t.Priority,
+		runAt: dueAt(registry.Options{RunAt: at}, now), attempt: max(t.Attempt, 1) + 1,
+		maxAttempts: t.MaxAttempts, timeout: t.Timeout}
+	q.writeMu.Lock()
+	res, err := write(ctx, q.insert, nil, &r)
+	q.writeMu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
+	}
+	q.wake()
+	return res.ID, nil
+}
+
+// nonNil keeps the NOT NULL args column satisfied by a task built without
+// arguments.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Pending       int64         // tasks queued and not yet claimed
-	OldestAge     time.Duration // how long the oldest pending task has waited; 0 when none
+	Pending       int64         // tasks queued and not yet claimed: Ready + Delayed
+	Ready         int64         // tasks that may be claimed now
+	Delayed       int64         // tasks waiting for their time (some may be due, awaiting Promote)
+	NextDue       time.Time     // when the earliest delayed task is due; zero when none
+	OldestAge     time.Duration // how long the oldest ready task has waited since enqueued; 0 when none
 	OldestID      int64         // its id; 0 when none
 	SchemaVersion int
 }
 
-// Stats counts the pending tasks and the age of the oldest.
+// Stats counts the pending tasks and the age of the oldest ready one. The
+// age of a task that was delayed counts from its enqueue, its delay
+// included.
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	var oldestID, oldestAt sql.NullInt64
-	err := q.db.QueryRowContext(ctx,
-		`SELECT count(*), min(id), (SELECT created_at FROM snappea_tasks ORDER BY id LIMIT 1) FROM snappea_tasks`).
-		Scan(&s.Pending, &oldestID, &oldestAt)
+	var nextDue, oldestID, oldestAt sql.NullInt64
+	// One statement: one consistent snapshot, without a transaction (ours
+	// begin IMMEDIATE, taking the write lock).
+	err := q.db.QueryRowContext(ctx, `WITH oldest AS (SELECT min(id) AS id FROM snappea_tasks WHERE run_at = 0)
+		SELECT (SELECT count(*) FROM snappea_tasks WHERE run_at = 0),
+		       (SELECT count(*) FROM snappea_tasks WHERE run_at > 0),
+		       (SELECT min(run_at) FROM snappea_tasks WHERE run_at > 0),
+		       oldest.id,
+		       (SELECT created_at FROM snappea_tasks WHERE id = oldest.id)
+		FROM oldest`).
+		Scan(&s.Ready, &s.Delayed, &nextDue, &oldestID, &oldestAt)
 	if err != nil {
 		return s, fmt.Errorf("read queue stats: %w", dbError(err))
 	}
-	if oldestAt.Valid {
+	s.Pending = s.Ready + s.Delayed
+	s.NextDue = unixTime(nextDue.Int64)
+	if oldestID.Valid && oldestAt.Valid {
 		s.OldestID = oldestID.Int64
 		s.OldestAge = max(time.Since(time.Unix(0, oldestAt.Int64)), 0)
 	}

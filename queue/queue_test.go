@@ -199,9 +199,9 @@ func TestQueue_EnqueueManyIsAtomic(t *testing.T) {
 	registry.RegisterBuiltins(reg)
 	q := mustOpen(t, Config{Registry: reg})
 	ids, err := q.EnqueueMany(ctx, []Job{
-		{registry.NoopTask, nil},
-		{registry.SleepTask, registry.SleepArgs{MS: 1}},
-		{registry.EchoTask, json.RawMessage(`{"msg":"hi"}`)},
+		{Task: registry.NoopTask},
+		{Task: registry.SleepTask, Args: registry.SleepArgs{MS: 1}},
+		{Task: registry.EchoTask, Args: json.RawMessage(`{"msg":"hi"}`)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestQueue_EnqueueManyIsAtomic(t *testing.T) {
 	if len(ids) != 3 || ids[1] != ids[0]+1 || ids[2] != ids[1]+1 {
 		t.Errorf("ids = %v", ids)
 	}
-	_, err = q.EnqueueMany(ctx, []Job{{registry.NoopTask, nil}, {"nope", nil}})
+	_, err = q.EnqueueMany(ctx, []Job{{Task: registry.NoopTask}, {Task: "nope"}})
 	if !errors.Is(err, registry.ErrUnknownTask) {
 		t.Errorf("EnqueueMany with an unknown task = %v, want ErrUnknownTask", err)
 	}
@@ -290,7 +290,7 @@ func TestQueue_Inline(t *testing.T) {
 		q.EnqueueTx(ctx, tx, "count", Args{3})
 		return errors.New("rollback")
 	})
-	if _, err := q.EnqueueMany(ctx, []Job{{"count", Args{4}}, {"count", Args{5}}}); err != nil {
+	if _, err := q.EnqueueMany(ctx, []Job{{Task: "count", Args: Args{4}}, {Task: "count", Args: Args{5}}}); err != nil {
 		t.Fatal(err)
 	}
 	// A transaction the caller manages: Notify runs what committed, and

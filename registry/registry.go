@@ -30,6 +30,7 @@ type Registry struct {
 
 type entry struct {
 	argType reflect.Type
+	opts    Options // the definition's defaults
 	// run decodes args and calls the handler; check only decodes.
 	run   func(ctx context.Context, args []byte) error
 	check func(args []byte) error
@@ -44,42 +45,81 @@ func New() *Registry {
 // accepts the handler's argument type.
 type Task[A any] struct {
 	name string
+	opts Options
 }
 
 // Name returns the task's registered name.
 func (t Task[A]) Name() string { return t.name }
 
+// Options returns the task definition's default options.
+func (t Task[A]) Options() Options { return t.opts }
+
 // Enqueuer is what a Task enqueues through; *queue.Queue implements it.
+// The With methods take options, which the Enqueuer merges over the task
+// definition's defaults when it knows the registry.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, task string, args any) (int64, error)
 	EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any) (int64, error)
+	EnqueueWith(ctx context.Context, task string, args any, opts Options) (Result, error)
+	EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args any, opts Options) (Result, error)
 }
 
-// Enqueue queues the task with args through q and returns the new task's id.
+// Enqueue queues the task with args through q, with the definition's
+// default options, and returns the new task's id. If the defaults give a
+// Key that a pending task holds, nothing is written and the id is that
+// task's; use EnqueueWith to tell the two apart.
 func (t Task[A]) Enqueue(ctx context.Context, q Enqueuer, args A) (int64, error) {
-	return q.Enqueue(ctx, t.name, args)
+	res, err := q.EnqueueWith(ctx, t.name, args, t.opts)
+	return res.ID, err
 }
 
-// EnqueueTx queues the task inside the caller's transaction tx; see
+// EnqueueTx is Enqueue inside the caller's transaction tx; see
 // queue.Queue.EnqueueTx for the wakeup the caller owes after commit.
 func (t Task[A]) EnqueueTx(ctx context.Context, q Enqueuer, tx *sql.Tx, args A) (int64, error) {
-	return q.EnqueueTx(ctx, tx, t.name, args)
+	res, err := q.EnqueueWithTx(ctx, tx, t.name, args, t.opts)
+	return res.ID, err
+}
+
+// EnqueueWith queues the task with args through q, with opts merged over
+// the definition's defaults (see Options.Merge).
+func (t Task[A]) EnqueueWith(ctx context.Context, q Enqueuer, args A, opts Options) (Result, error) {
+	return q.EnqueueWith(ctx, t.name, args, t.opts.Merge(opts))
+}
+
+// EnqueueWithTx is EnqueueWith inside the caller's transaction tx.
+func (t Task[A]) EnqueueWithTx(ctx context.Context, q Enqueuer, tx *sql.Tx, args A, opts Options) (Result, error) {
+	return q.EnqueueWithTx(ctx, tx, t.name, args, t.opts.Merge(opts))
 }
 
 // Register adds a task called name whose handler takes arguments of type A,
-// decoded from JSON, and returns a typed handle for enqueueing it.
+// decoded from JSON, and returns a typed handle for enqueueing it. The
+// optional defaults are the options every enqueue of the task starts from;
+// an enqueue's own options win field by field (see Options.Merge).
 //
-// Register panics if name is empty, fn is nil or name is already taken:
-// those are programming errors, found at start-up, like http.HandleFunc's.
-func Register[A any](r *Registry, name string, fn func(ctx context.Context, args A) error) Task[A] {
+// Register panics if name is empty, fn is nil, name is already taken, or
+// defaults are invalid or given more than once: those are programming
+// errors, found at start-up, like http.HandleFunc's.
+func Register[A any](r *Registry, name string, fn func(ctx context.Context, args A) error, defaults ...Options) Task[A] {
 	if name == "" {
 		panic("registry: Register with an empty task name")
 	}
 	if fn == nil {
 		panic(fmt.Sprintf("registry: Register %q with a nil handler", name))
 	}
+	var opts Options
+	switch len(defaults) {
+	case 0:
+	case 1:
+		opts = defaults[0]
+		if err := opts.Validate(); err != nil {
+			panic(fmt.Sprintf("registry: Register %q: %v", name, err))
+		}
+	default:
+		panic(fmt.Sprintf("registry: Register %q with %d sets of default options; give at most one", name, len(defaults)))
+	}
 	e := &entry{
 		argType: reflect.TypeFor[A](),
+		opts:    opts,
 		run: func(ctx context.Context, args []byte) error {
 			a, err := decode[A](name, args)
 			if err != nil {
@@ -98,7 +138,7 @@ func Register[A any](r *Registry, name string, fn func(ctx context.Context, args
 		panic(fmt.Sprintf("registry: task %q registered twice", name))
 	}
 	r.tasks[name] = e
-	return Task[A]{name: name}
+	return Task[A]{name: name, opts: opts}
 }
 
 // decode turns JSON args into an A. Empty args decode as JSON null, that is
@@ -165,6 +205,16 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// Options returns the default options the task called name was registered
+// with; the zero Options for an unknown name.
+func (r *Registry) Options(name string) Options {
+	e, err := r.lookup(name)
+	if err != nil {
+		return Options{}
+	}
+	return e.opts
+}
+
 // ArgType returns the Go type a task's arguments decode into, for help
 // output; ok is false for an unknown name.
 func (r *Registry) ArgType(name string) (t reflect.Type, ok bool) {
@@ -181,6 +231,12 @@ type Info struct {
 	Name       string       // the registered name
 	EnqueuedAt time.Time    // when the producer enqueued it
 	Logger     *slog.Logger // the daemon's logger; Logger(ctx) adds task and task_id
+	// Attempt is this run's attempt number, 1 for the first; 0 when the
+	// runner does not say.
+	Attempt int
+	// MaxAttempts is the task's attempt budget (see Options.MaxAttempts):
+	// a handler with Attempt >= MaxAttempts is on its last try.
+	MaxAttempts int
 }
 
 type infoKey struct{}

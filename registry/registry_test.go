@@ -82,6 +82,12 @@ func TestRegister_Panics(t *testing.T) {
 		"duplicate":   func() { Register(r, "t", func(context.Context, int) error { return nil }) },
 		"empty name":  func() { Register(r, "", func(context.Context, int) error { return nil }) },
 		"nil handler": func() { Register[int](r, "u", nil) },
+		"two sets of defaults": func() {
+			Register(r, "v", func(context.Context, int) error { return nil }, Options{}, Options{Priority: 1})
+		},
+		"invalid defaults": func() {
+			Register(r, "w", func(context.Context, int) error { return nil }, Options{Timeout: -time.Second})
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {

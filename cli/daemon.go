@@ -1,0 +1,628 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/foreman"
+	"github.com/snappea/snappea/metrics"
+	"github.com/snappea/snappea/pidfile"
+	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/report"
+	"github.com/snappea/snappea/stats"
+	"github.com/snappea/snappea/wakeup"
+)
+
+// Environment variables a reloading daemon passes to the program it
+// re-executes. They are internal: not flags, and stripped from the
+// environment of the processes the daemon starts.
+const (
+	envInternal   = "SNAPPEA_INTERNAL_"
+	envLockFD     = envInternal + "LOCK_FD"
+	envControlFD  = envInternal + "CONTROL_FD"
+	envGeneration = envInternal + "GENERATION"
+	envPaused     = envInternal + "PAUSED"
+	envStartedAt  = envInternal + "STARTED_AT"
+)
+
+// reloadCheckTimeout bounds the --check run a reload starts first.
+const reloadCheckTimeout = 30 * time.Second
+
+// daemon is one run of 'snappea run': the parts it wires together, and the
+// operator's actions, which come from signals and from the control socket.
+type daemon struct {
+	c       *cmdEnv
+	f       *runFlags
+	log     *slog.Logger
+	logFile *logFile
+	exe     string
+
+	generation int
+	startedAt  time.Time
+
+	lock   *pidfile.Lock
+	q      *queue.Queue
+	w      *wakeup.Watcher
+	fm     *foreman.Foreman
+	ctl    *control.Server
+	rec    *stats.Recorder
+	sentry *report.Sentry
+	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
+
+	cancelRun context.CancelFunc // starts the graceful stop
+
+	mu        sync.Mutex
+	stopping  bool // a stop was asked for; it wins over a reload
+	reloading bool // drain, then re-execute
+	checking  bool // a reload's check is running
+	hardStop  bool // running tasks were cancelled on request
+}
+
+func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
+	log, logFile, err := f.log.logger(c.Stderr)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "snappea run: %v\n", err)
+		return ExitUsage
+	}
+	if logFile != nil {
+		defer logFile.Close()
+	}
+	if err := f.validate(); err != nil {
+		fmt.Fprintf(c.Stderr, "snappea run: %v\n", err)
+		return ExitUsage
+	}
+	d := &daemon{c: c, f: f, log: log, logFile: logFile, generation: 0, startedAt: time.Now()}
+	if d.exe, err = os.Executable(); err != nil {
+		log.Warn("cannot find this program's path; reload will not work", "err", err)
+	}
+	if f.check {
+		return d.check(ctx)
+	}
+	return d.run(ctx)
+}
+
+// check is 'snappea run --check': everything start-up does short of taking
+// the lock and running, so that a reload finds a broken binary or
+// configuration before it stops the working one.
+func (d *daemon) check(ctx context.Context) int {
+	f := d.f
+	if f.sentryDSN != "" {
+		if _, err := report.NewSentry(report.Config{DSN: f.sentryDSN, Release: Version(), Logger: d.log}); err != nil {
+			fmt.Fprintf(d.c.Stderr, "snappea run --check: --sentry-dsn: %v\n", err)
+			return ExitUsage
+		}
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := splitHostPort(f.metricsAddr); err != nil {
+			fmt.Fprintf(d.c.Stderr, "snappea run --check: --metrics-addr: %v\n", err)
+			return ExitUsage
+		}
+	}
+	if _, err := d.loadSchedules(); err != nil {
+		fmt.Fprintf(d.c.Stderr, "snappea run --check: %v\n", err)
+		return ExitUsage
+	}
+	qcfg := f.data.queueConfig()
+	qcfg.Logger = d.log
+	q, err := queue.Open(ctx, qcfg)
+	if err != nil {
+		fmt.Fprintf(d.c.Stderr, "snappea run --check: %v\n", err)
+		return ExitError
+	}
+	defer q.Close()
+	if _, err := q.Stats(ctx); err != nil {
+		fmt.Fprintf(d.c.Stderr, "snappea run --check: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(d.c.Stdout, "configuration OK; database %s\n", q.Config().DBPath)
+	return ExitOK
+}
+
+func (d *daemon) run(ctx context.Context) int {
+	f, log := d.f, d.log
+	inherited := d.c.Getenv(envLockFD) != ""
+	if inherited {
+		d.generation, _ = strconv.Atoi(d.c.Getenv(envGeneration))
+		if ns, err := strconv.ParseInt(d.c.Getenv(envStartedAt), 10, 64); err == nil {
+			d.startedAt = time.Unix(0, ns)
+		}
+	}
+
+	if f.sentryDSN != "" {
+		var err error
+		d.sentry, err = report.NewSentry(report.Config{DSN: f.sentryDSN, Release: Version(), Logger: log})
+		if err != nil {
+			fmt.Fprintf(d.c.Stderr, "snappea run: --sentry-dsn: %v\n", err)
+			return ExitUsage
+		}
+	}
+	schedules, err := d.loadSchedules()
+	if err != nil {
+		fmt.Fprintf(d.c.Stderr, "snappea run: %v\n", err)
+		return ExitUsage
+	}
+
+	// Start-up order: the lock (so nothing below races another daemon),
+	// the pid, migrations, the wakeup directory cleared and watched, the
+	// control socket, and only then the foreman, which drains the backlog
+	// before it sleeps.
+	if code := d.takeLock(inherited); code != ExitOK {
+		return code
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			d.lock.Release()
+		}
+	}()
+
+	qcfg := f.data.queueConfig()
+	qcfg.Logger = log
+	if d.q, err = queue.Open(ctx, qcfg); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
+	defer d.q.Close()
+	qcfg = d.q.Config()
+
+	if d.w, err = wakeup.New(wakeup.Config{Dir: qcfg.WakeupDir, Logger: log}); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
+	defer d.w.Close()
+
+	services, observers, err := d.services(ctx, schedules)
+	if err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
+	var reporter foreman.Reporter
+	if d.sentry != nil {
+		reporter = d.sentry
+	}
+	d.fm, err = foreman.New(foreman.Config{
+		Source: d.q, Waker: d.w, Runner: d.c.reg, Reporter: reporter, Store: d.q,
+		Observers: observers, Services: services,
+		Workers: f.workers, Batch: f.batch,
+		PollInterval: f.pollInterval, GracefulTimeout: f.gracefulTimeout,
+		StartPaused: d.c.Getenv(envPaused) == "1",
+		Logger:      log,
+	})
+	if err != nil {
+		log.Error("not starting", "err", err)
+		return ExitUsage
+	}
+
+	if err := d.listenControl(inherited); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
+	go func() {
+		if err := d.ctl.Run(context.Background()); err != nil {
+			log.Error("control socket stopped serving", "err", err)
+		}
+	}()
+	defer func() {
+		if !handedOver {
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+			d.ctl.Shutdown(shutdownCtx)
+			cancel()
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.cancelRun = cancel
+	stopSignals := d.handleSignals()
+	defer stopSignals()
+
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			log.Error("not starting", "err", err)
+			return ExitError
+		}
+		defer stop()
+	}
+
+	log.Info("snappea started", "pid", os.Getpid(), "version", Version(), "db", qcfg.DBPath,
+		"wakeup_dir", qcfg.WakeupDir, "tasks", len(d.c.reg.Names()), "generation", d.generation,
+		"control_socket", d.socketPath())
+	err = d.fm.Run(runCtx)
+	if d.rec != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := d.rec.Flush(flushCtx); ferr != nil {
+			log.Warn("could not write the last minute of statistics", "err", ferr)
+		}
+		cancel()
+	}
+	if d.sentry != nil && !d.sentry.Flush(5*time.Second) {
+		log.Warn("some error reports were not sent before the timeout")
+	}
+	if err != nil {
+		log.Error("foreman stopped with an error", "err", err)
+		return ExitError
+	}
+
+	d.mu.Lock()
+	reload := d.reloading && !d.stopping
+	d.mu.Unlock()
+	if !reload {
+		return ExitOK
+	}
+	// Hand the lock and the control socket over to the new program. From
+	// here on this process must not release either.
+	handedOver = true
+	d.w.Close()
+	d.q.Close()
+	err = d.reexec()
+	// Only a failed exec returns.
+	handedOver = false
+	log.Error("reload failed: could not execute the new program; exiting", "err", err)
+	return ExitError
+}
+
+// takeLock acquires the single-instance lock, or adopts the one a
+// reloading daemon passed on.
+func (d *daemon) takeLock(inherited bool) int {
+	f, log := d.f, d.log
+	var err error
+	if inherited {
+		fd, perr := strconv.ParseUint(d.c.Getenv(envLockFD), 10, 31)
+		if perr != nil {
+			log.Error("not starting: bad "+envLockFD, "err", perr)
+			return ExitError
+		}
+		d.lock, err = pidfile.Inherit(uintptr(fd), f.data.lockPath(), f.data.pidPath())
+	} else {
+		d.lock, err = pidfile.Acquire(f.data.lockPath(), f.data.pidPath())
+	}
+	if err != nil {
+		var le *pidfile.LockedError
+		if errors.As(err, &le) {
+			log.Error("not starting: " + le.Error())
+			return ExitLocked
+		}
+		log.Error("not starting: cannot take the lock", "err", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func (d *daemon) socketPath() string { return filepath.Join(d.f.data.dir, control.SocketFile) }
+
+// listenControl opens the control socket, or adopts the listener a
+// reloading daemon passed on.
+func (d *daemon) listenControl(inherited bool) error {
+	var err error
+	if v := d.c.Getenv(envControlFD); inherited && v != "" {
+		fd, perr := strconv.ParseUint(v, 10, 31)
+		if perr != nil {
+			return fmt.Errorf("bad %s: %w", envControlFD, perr)
+		}
+		unix.CloseOnExec(int(fd))
+		d.ctl, err = control.ListenFile(os.NewFile(uintptr(fd), d.socketPath()), d, d.log)
+	} else {
+		d.ctl, err = control.Listen(d.socketPath(), d, d.log)
+	}
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	return nil
+}
+
+// services builds the long-running parts the foreman manages beside the
+// workers, and the observers of finished tasks.
+func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]foreman.Service, []foreman.Observer, error) {
+	f := d.f
+	svcs := append([]foreman.Service(nil), d.c.prog.Services...)
+	var obs []foreman.Observer
+	if f.statsRetention > 0 {
+		rec, err := stats.New(stats.Config{DB: d.q.DB(), Retention: f.statsRetention, Logger: d.log,
+			Backlog: func(ctx context.Context) (int64, error) {
+				st, err := d.q.Stats(ctx)
+				return st.Pending, err
+			}})
+		if err != nil {
+			return nil, nil, err
+		}
+		d.rec = rec
+		obs = append(obs, rec)
+		svcs = append(svcs, foreman.Service{Name: "stats", Run: rec.Run})
+	}
+	if f.metricsAddr != "" {
+		m, err := metrics.New(metrics.Config{Snapshot: d.metricsSnapshot, Logger: d.log})
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := m.Listen(f.metricsAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		obs = append(obs, m)
+		d.log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+		svcs = append(svcs, foreman.Service{Name: "metrics", Run: func(ctx context.Context) error {
+			return m.Serve(ctx, ln)
+		}})
+	}
+	if f.failedRetention > 0 || f.failedMax > 0 {
+		svcs = append(svcs, foreman.Service{Name: "failed-retention", Run: d.pruneFailed})
+	}
+	if len(schedules) > 0 {
+		svc, err := d.scheduler(schedules)
+		if err != nil {
+			return nil, nil, err
+		}
+		svcs = append(svcs, svc)
+	}
+	return svcs, obs, nil
+}
+
+// pruneFailed applies the failed-task retention once a minute.
+func (d *daemon) pruneFailed(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		n, err := d.q.PruneFailures(ctx, d.f.failedRetention, d.f.failedMax)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		if n > 0 {
+			d.log.Info("pruned the record of failed tasks", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (d *daemon) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
+	s := d.fm.Snapshot()
+	m := metrics.Snapshot{WorkersBusy: s.Busy, WorkersTotal: s.Workers, Paused: s.State == foreman.Paused,
+		Reloads: d.generation}
+	st, err := d.q.Stats(ctx)
+	if err != nil {
+		return m, err
+	}
+	m.Pending, m.Ready, m.OldestAge = st.Pending, st.Ready, st.OldestAge
+	return m, nil
+}
+
+// handleSignals subscribes to the daemon's signals and acts on them in one
+// goroutine, in the order they come, so that a burst can neither deadlock
+// nor run two reloads; it returns the function that unsubscribes.
+func (d *daemon) handleSignals() (stop func()) {
+	sigs := make(chan os.Signal, 16)
+	wanted := []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGUSR1}
+	// Under nohup, HUP is ignored at start: keep it that way.
+	if !signal.Ignored(syscall.SIGHUP) {
+		wanted = append(wanted, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, wanted...)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ints int
+		var lastInt time.Time
+		for {
+			var s os.Signal
+			select {
+			case s = <-sigs:
+			case <-done:
+				return
+			}
+			switch s {
+			case syscall.SIGTERM:
+				d.stop(false, "TERM")
+			case syscall.SIGINT:
+				// A second INT within a second is one keypress bouncing,
+				// not an operator insisting.
+				if ints > 0 && time.Since(lastInt) < time.Second {
+					d.log.Info("INT again within a second; ignored (wait a second to escalate)")
+					continue
+				}
+				ints++
+				lastInt = time.Now()
+				switch ints {
+				case 1:
+					d.stop(false, "INT")
+				case 2:
+					d.log.Warn("second INT: cancelling running tasks now; a third INT exits at once")
+					d.stop(true, "INT")
+				default:
+					d.log.Error("third INT: exiting at once with status 130")
+					d.c.exit(130)
+				}
+			case syscall.SIGHUP:
+				go func() {
+					if err := d.Reload(context.Background()); err != nil {
+						d.log.Error("reload refused; still running unchanged", "err", err)
+					}
+				}()
+			case syscall.SIGTSTP:
+				d.fm.Pause()
+			case syscall.SIGCONT:
+				d.fm.Resume()
+			case syscall.SIGUSR1:
+				if d.logFile == nil {
+					d.log.Info("USR1: not logging to a file (--log-file), nothing to reopen")
+				} else if err := d.logFile.Reopen(); err != nil {
+					d.log.Error("USR1: could not reopen the log file; still writing to the old one", "err", err)
+				} else {
+					d.log.Info("USR1: log file reopened", "path", d.logFile.path)
+				}
+			}
+		}
+	})
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		wg.Wait()
+	}
+}
+
+// stop starts a graceful stop, or with now, cancels the running tasks at
+// once. A repeated graceful stop changes nothing; a stop during a reload's
+// drain turns it into a stop.
+func (d *daemon) stop(now bool, why string) {
+	d.mu.Lock()
+	first := !d.stopping
+	wasReloading := d.reloading && !d.stopping
+	d.stopping = true
+	hard := now && !d.hardStop
+	if now {
+		d.hardStop = true
+	}
+	d.mu.Unlock()
+	switch {
+	case hard:
+		if first {
+			d.log.Info("stopping now: cancelling running tasks", "by", why)
+		}
+		go func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			d.fm.Shutdown(ctx)
+		}()
+		d.cancelRun()
+	case first && wasReloading:
+		d.log.Info("stop requested during a reload: stopping instead of re-executing", "by", why)
+	case first:
+		d.log.Info("received stop, stopping", "by", why, "graceful_timeout", d.f.gracefulTimeout)
+		d.cancelRun()
+	default:
+		d.log.Info("already stopping; the graceful deadline is unchanged", "by", why)
+	}
+}
+
+// Reload checks that the program on disk starts with this daemon's flags
+// and, if it does, stops intake, lets running tasks finish within the
+// graceful timeout, and re-executes it in this process (see run). It
+// returns once the drain has begun, or with the reason it refused.
+func (d *daemon) Reload(ctx context.Context) error {
+	d.mu.Lock()
+	switch {
+	case d.stopping:
+		d.mu.Unlock()
+		return fmt.Errorf("%w: the daemon is stopping", control.ErrConflict)
+	case d.reloading || d.checking:
+		d.mu.Unlock()
+		return fmt.Errorf("%w: a reload is already under way", control.ErrConflict)
+	}
+	d.checking = true
+	d.mu.Unlock()
+	d.log.Info("reload: checking the program on disk with this daemon's flags", "program", d.exe)
+	err := d.checkNewProgram(ctx)
+	d.mu.Lock()
+	d.checking = false
+	if err == nil && d.stopping {
+		err = fmt.Errorf("%w: the daemon is stopping", control.ErrConflict)
+	}
+	if err == nil {
+		d.reloading = true
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.log.Info("reload: check passed; draining running tasks before re-executing",
+		"graceful_timeout", d.f.gracefulTimeout)
+	d.cancelRun()
+	return nil
+}
+
+// checkNewProgram runs 'PROGRAM run --check' with this daemon's command
+// line and environment.
+func (d *daemon) checkNewProgram(ctx context.Context) error {
+	if d.exe == "" {
+		return errors.New("reload: this program's path is unknown")
+	}
+	args := d.runArgs()
+	ctx, cancel := context.WithTimeout(ctx, reloadCheckTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.exe, append(append([]string{"run"}, args...), "--check")...)
+	cmd.Env = externalEnv(os.Environ())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if len(msg) > 2000 {
+			msg = "..." + msg[len(msg)-2000:]
+		}
+		return fmt.Errorf("reload check '%s run --check' failed (%v): %s", d.exe, err, msg)
+	}
+	return nil
+}
+
+// runArgs returns the flags this daemon was started with: what follows
+// "run" on its command line.
+func (d *daemon) runArgs() []string {
+	for i, a := range os.Args {
+		if a == "run" {
+			return os.Args[i+1:]
+		}
+	}
+	return nil
+}
+
+// externalEnv drops the internal hand-over variables from env.
+func externalEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, envInternal) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// reexec replaces this process with the program on disk, with the same
+// pid, command line and environment, passing on the lock, the control
+// socket, the generation and the paused state. It returns only on error.
+func (d *daemon) reexec() error {
+	lockFD := d.lock.File().Fd()
+	ctlFile, err := d.ctl.File()
+	if err != nil {
+		return fmt.Errorf("pass on the control socket: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.ctl.ShutdownForExec(ctx)
+	cancel()
+	ctlFD := ctlFile.Fd()
+	for _, fd := range []uintptr{lockFD, ctlFD} {
+		if _, err := unix.FcntlInt(fd, unix.F_SETFD, 0); err != nil {
+			return fmt.Errorf("keep descriptor %d open across exec: %w", fd, err)
+		}
+	}
+	paused := "0"
+	if d.fm.Paused() {
+		paused = "1"
+	}
+	env := append(externalEnv(os.Environ()),
+		envLockFD+"="+strconv.FormatUint(uint64(lockFD), 10),
+		envControlFD+"="+strconv.FormatUint(uint64(ctlFD), 10),
+		envGeneration+"="+strconv.Itoa(d.generation+1),
+		envStartedAt+"="+strconv.FormatInt(d.startedAt.UnixNano(), 10),
+		envPaused+"="+paused,
+	)
+	d.log.Info("reload: re-executing", "program", d.exe, "generation", d.generation+1)
+	if d.logFile != nil {
+		d.logFile.Close()
+	}
+	return syscall.Exec(d.exe, os.Args, env)
+}

@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/pidfile"
+	"github.com/snappea/snappea/stats"
+)
+
+// daemonCommand is a command that asks the running daemon to do something
+// through its control socket.
+func (c *cmdEnv) daemonCommand(name, args, summary, help string, extra func(fs *flag.FlagSet),
+	do func(ctx context.Context, cl *control.Client, pid int, args []string) int) command {
+	var (
+		data dataFlags
+		fs   *flag.FlagSet
+	)
+	return command{
+		name: name, summary: summary,
+		flags: func() *flag.FlagSet {
+			if fs == nil {
+				fs = c.newFlagSet(name, args, help)
+				data.register(fs)
+				if extra != nil {
+					extra(fs)
+				}
+			}
+			return fs
+		},
+		run: func(ctx context.Context, args []string) int {
+			pid, err := pidfile.Running(data.lockPath())
+			if err != nil {
+				fmt.Fprintf(c.Stderr, "snappea %s: %v\n", name, err)
+				return ExitError
+			}
+			if pid == 0 {
+				fmt.Fprintf(c.Stderr, "snappea %s: no daemon is running on %s\n", name, data.dir)
+				return ExitError
+			}
+			return do(ctx, data.client(), pid, args)
+		},
+	}
+}
+
+// fail prints a command's error and returns ExitError.
+func (c *cmdEnv) fail(name string, err error) int {
+	fmt.Fprintf(c.Stderr, "snappea %s: %v\n", name, err)
+	return ExitError
+}
+
+func (c *cmdEnv) pauseCommand() command {
+	return c.daemonCommand("pause", "", "stop claiming tasks (as TSTP); running tasks go on",
+		"Pauses the daemon: it claims no tasks until resumed; running tasks go on. Same as TSTP.", nil,
+		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+			if err := cl.Pause(ctx); err != nil {
+				return c.fail("pause", err)
+			}
+			fmt.Fprintf(c.Stderr, "paused pid %d\n", pid)
+			return ExitOK
+		})
+}
+
+func (c *cmdEnv) resumeCommand() command {
+	return c.daemonCommand("resume", "", "claim tasks again after pause (as CONT)",
+		"Resumes a paused daemon. Same as CONT.", nil,
+		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+			if err := cl.Resume(ctx); err != nil {
+				return c.fail("resume", err)
+			}
+			fmt.Fprintf(c.Stderr, "resumed pid %d\n", pid)
+			return ExitOK
+		})
+}
+
+func (c *cmdEnv) reloadCommand() command {
+	var (
+		wait    bool
+		timeout time.Duration
+	)
+	return c.daemonCommand("reload", "", "check the program on disk, drain, and re-execute it in place (as HUP)",
+		"Reloads the daemon in place, as HUP does: the program on disk is first run with the\n"+
+			"daemon's flags and --check; if that fails, the daemon keeps running unchanged and\n"+
+			"this command says why. Otherwise the daemon stops intake, lets running tasks finish\n"+
+			"within its graceful timeout and re-executes itself with the same pid, keeping its\n"+
+			"lock, its control socket and its paused state. Queued tasks are untouched.",
+		func(fs *flag.FlagSet) {
+			fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the new program answers"))
+			fs.DurationVar(&timeout, "timeout", time.Minute, withEnv("timeout", "with --wait, give up after this long"))
+		},
+		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+			before, err := cl.Status(ctx)
+			if err != nil {
+				return c.fail("reload", err)
+			}
+			if err := cl.Reload(ctx); err != nil {
+				return c.fail("reload", err)
+			}
+			fmt.Fprintf(c.Stderr, "reload accepted: pid %d is draining and will re-execute\n", pid)
+			if !wait {
+				return ExitOK
+			}
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return c.fail("reload", fmt.Errorf("no new generation answered within %s", timeout))
+				case <-tick.C:
+				}
+				if st, err := cl.Status(ctx); err == nil && st.Generation > before.Generation {
+					fmt.Fprintf(c.Stderr, "reloaded: pid %d, generation %d, %s\n", st.PID, st.Generation, st.State)
+					return ExitOK
+				}
+			}
+		})
+}
+
+func (c *cmdEnv) workersCommand() command {
+	return c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
+		"Without N, shows how many workers are busy. With N, resizes the pool: growing takes\n"+
+			"effect at once; shrinking lets running tasks finish and claims again below N.", nil,
+		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+			if len(args) == 0 {
+				st, err := cl.Status(ctx)
+				if err != nil {
+					return c.fail("workers", err)
+				}
+				fmt.Fprintf(c.Stdout, "%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
+				return ExitOK
+			}
+			n, err := strconv.Atoi(args[0])
+			if len(args) > 1 || err != nil || n < 1 {
+				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, at least 1; got %q\n", args)
+				return ExitUsage
+			}
+			if err := cl.SetWorkers(ctx, n); err != nil {
+				return c.fail("workers", err)
+			}
+			fmt.Fprintf(c.Stderr, "pid %d now has %d workers\n", pid, n)
+			return ExitOK
+		})
+}
+
+func (c *cmdEnv) healthCommand() command {
+	return c.daemonCommand("health", "", "exit 0 if the daemon is healthy, else 1 with the reason",
+		"Exits 0 when the daemon runs, its main loop answers and its queue is not stuck (ready\n"+
+			"tasks waiting longer than the daemon's --stuck-after while no worker is busy and it is\n"+
+			"not paused). Otherwise prints one line saying why and exits 1. For Docker HEALTHCHECK\n"+
+			"and monitoring.", nil,
+		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := cl.Health(ctx); err != nil {
+				if errors.Is(err, control.ErrNoDaemon) {
+					err = fmt.Errorf("daemon pid %d is not answering on its control socket: %w", pid, err)
+				}
+				fmt.Fprintf(c.Stdout, "unhealthy: %v\n", err)
+				return ExitError
+			}
+			fmt.Fprintf(c.Stdout, "healthy: pid %d\n", pid)
+			return ExitOK
+		})
+}
+
+func (c *cmdEnv) statsCommand() command {
+	var (
+		data   dataFlags
+		since  time.Duration
+		asJSON bool
+		fs     *flag.FlagSet
+	)
+	return command{
+		name: "stats", summary: "show per-task statistics the daemon keeps per minute",
+		flags: func() *flag.FlagSet {
+			if fs == nil {
+				fs = c.newFlagSet("stats", "", "Shows what the daemon recorded per minute: per task the count, failures and durations,\nand the backlog. Kept for the daemon's --stats-retention (default 7 days).")
+				data.registerQueue(fs)
+				fs.DurationVar(&since, "since", time.Hour, withEnv("since", "how far back to look"))
+				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print the per-minute rows as JSON"))
+			}
+			return fs
+		},
+		run: func(ctx context.Context, args []string) int {
+			q, err := data.openExisting(ctx)
+			if err != nil {
+				return c.fail("stats", err)
+			}
+			defer q.Close()
+			rows, err := stats.Read(ctx, q.DB(), time.Now().Add(-since))
+			if err != nil {
+				return c.fail("stats", err)
+			}
+			if asJSON {
+				if rows == nil {
+					rows = []stats.Row{}
+				}
+				enc := json.NewEncoder(c.Stdout)
+				enc.SetIndent("", "  ")
+				if enc.Encode(rows) != nil {
+					return ExitError
+				}
+				return ExitOK
+			}
+			sums := stats.Summarize(rows)
+			if len(sums) == 0 {
+				fmt.Fprintf(c.Stdout, "no tasks finished in the last %s\n", since)
+				return ExitOK
+			}
+			tw := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintf(tw, "TASK\tCOUNT\tFAILURES\tMEAN\tMAX\t\n")
+			for _, s := range sums {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t\n", s.Task, s.Count, s.Failures, formatDuration(s.Mean), formatDuration(s.Max))
+			}
+			tw.Flush()
+			return ExitOK
+		},
+	}
+}

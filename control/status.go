@@ -1,0 +1,87 @@
+package control
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the answer to GET /status and what 'snappea status --json'
+// prints. Its keys are stable: add keys, never rename or remove them.
+type Status struct {
+	Running          bool      `json:"running"`    // a daemon answered; the server sets it
+	PID              int       `json:"pid"`        // the daemon's pid; 0 when none. The server fills it in when the Handler leaves it 0
+	DaemonPID        int       `json:"daemon_pid"` // same as pid; kept for scripts written against earlier versions. The server sets it
+	StartedAt        time.Time `json:"started_at,omitzero"`
+	State            string    `json:"state"`      // running, paused, draining, stopping; "" when no daemon
+	Generation       int       `json:"generation"` // how many reloads since the first start
+	WorkersTotal     int       `json:"workers_total"`
+	WorkersBusy      int       `json:"workers_busy"`
+	Active           []Active  `json:"active"` // the running tasks; encoded as [] when empty, never null
+	Counters         Counters  `json:"counters"`
+	Pending          int64     `json:"pending"`
+	Ready            int64     `json:"ready"`
+	Delayed          int64     `json:"delayed"`
+	OldestAgeSeconds float64   `json:"oldest_age_seconds"`
+	// IdleSeconds is how long no task has been running; 0 while busy.
+	IdleSeconds   float64    `json:"idle_seconds"`
+	SchemaVersion int        `json:"schema_version"`
+	Services      []Service  `json:"services"`  // encoded as [] when empty, never null
+	Schedules     []Schedule `json:"schedules"` // encoded as [] when empty, never null
+}
+
+// MarshalJSON encodes s with its empty slices as [] rather than null, so
+// that scripts can iterate over them whoever built the Status.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status // no methods: no recursion
+	p := plain(s)
+	if p.Active == nil {
+		p.Active = []Active{}
+	}
+	if p.Services == nil {
+		p.Services = []Service{}
+	}
+	if p.Schedules == nil {
+		p.Schedules = []Schedule{}
+	}
+	return json.Marshal(p)
+}
+
+// Active is a running task.
+type Active struct {
+	TaskID         int64     `json:"task_id"`
+	Task           string    `json:"task"` // the task's name; never its arguments, which can hold secrets
+	StartedAt      time.Time `json:"started_at"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+	Deadline       time.Time `json:"deadline,omitzero"` // zero: none
+	Overdue        bool      `json:"overdue"`           // running past its deadline
+}
+
+// Counters counts finished tasks by outcome since the daemon started.
+type Counters struct {
+	Done        int64 `json:"done"`
+	Failed      int64 `json:"failed"`
+	Panicked    int64 `json:"panicked"`
+	Discarded   int64 `json:"discarded"`
+	Interrupted int64 `json:"interrupted"`
+	Cancelled   int64 `json:"cancelled"` // running tasks cancelled on request
+	Retried     int64 `json:"retried"`   // failed attempts enqueued again (also counted failed)
+	Overdue     int64 `json:"overdue"`   // handlers still running well past their timeout
+}
+
+// Service is a long-running service the daemon supervises.
+type Service struct {
+	Name      string    `json:"name"`
+	State     string    `json:"state"`
+	Restarts  int       `json:"restarts"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since,omitzero"` // when it entered State
+}
+
+// Schedule is a periodic task the daemon enqueues.
+type Schedule struct {
+	Name string    `json:"name"`
+	Spec string    `json:"spec"` // as configured, for example "*/5 * * * *"
+	Task string    `json:"task"`
+	Next time.Time `json:"next"`
+	Last time.Time `json:"last,omitzero"` // zero: not run since the daemon started
+}
