@@ -254,6 +254,11 @@ type Result struct {
 	LoadedRatePerS       float64     `json:"loaded_rate_per_s"`        // Config.Rate
 	LoadedAchievedPerS   float64     `json:"loaded_achieved_per_s"`    // what the producer achieved
 	MaxSustainedRatePerS float64     `json:"max_sustained_rate_per_s"` // highest rate of the sweep kept up
+	// The producer's side of the same tasks: how long its Enqueue calls
+	// took (insert, commit, any WAL checkpoint the commit ran, wakeup). A
+	// tail here is the producer's; the rest of the latency is the daemon's.
+	EnqueueCallIdleMS   Percentiles `json:"enqueue_call_idle_ms"`
+	EnqueueCallLoadedMS Percentiles `json:"enqueue_call_loaded_ms"`
 	// SustainLimit says why the sweep stopped: "latency" (p99 above
 	// SweepP99), "rate" (the producer fell below 90% of the rate: the
 	// limit may be the producer's), or "max_rate" (never stopped).

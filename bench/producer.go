@@ -102,7 +102,7 @@ func Produce(ctx context.Context, cfg ProducerConfig, start io.Reader, out io.Wr
 				break
 			}
 			if cfg.Stamps {
-				stamps = append(stamps, Stamp{ID: id, SentNS: sent.UnixNano()})
+				stamps = append(stamps, Stamp{ID: id, SentNS: sent.UnixNano(), CallNS: time.Since(sent).Nanoseconds()})
 			}
 		}
 	}

@@ -153,8 +153,8 @@ func (r *runner) burnDown(ctx context.Context, name string, workers int) (float6
 
 // pacedResult is one paced latency measurement.
 type pacedResult struct {
-	lat      Percentiles
-	achieved float64
+	lat, call Percentiles
+	achieved  float64
 }
 
 // latency runs one daemon with debug logs and measures the idle latency,
@@ -184,7 +184,7 @@ func (r *runner) latency(ctx context.Context, name, prefix string, rr *runResult
 	if err != nil {
 		return err
 	}
-	rr.idle = idle.lat
+	rr.idle, rr.idleCall = idle.lat, idle.call
 
 	rates := cfg.sweepRates()
 	rr.sustainLimit = "max_rate"
@@ -203,7 +203,7 @@ func (r *runner) latency(ctx context.Context, name, prefix string, rr *runResult
 		kept := latOK && rateOK
 		rr.sweep = append(rr.sweep, ratePoint{rate: rate, achieved: p.achieved, lat: p.lat, keptUp: kept})
 		if rate == cfg.Rate {
-			rr.loaded, rr.loadedAchieved = p.lat, p.achieved
+			rr.loaded, rr.loadedCall, rr.loadedAchieved = p.lat, p.call, p.achieved
 		}
 		if kept {
 			rr.maxSustained = max(rr.maxSustained, rate)
@@ -252,8 +252,13 @@ func (r *runner) paced(ctx context.Context, d *daemon, name, dir string, rate fl
 	if missing > 0 {
 		return pacedResult{}, fmt.Errorf("daemon (%s): %d of %d tasks have no start record", name, missing, n)
 	}
+	calls := make([]time.Duration, len(rep.Sent))
+	for i, s := range rep.Sent {
+		calls[i] = time.Duration(s.CallNS)
+	}
 	return pacedResult{
 		lat:      summarize(lat),
+		call:     summarize(calls),
 		achieved: float64(rep.Count) / time.Duration(rep.ElapsedNS).Seconds(),
 	}, nil
 }

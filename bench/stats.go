@@ -66,11 +66,13 @@ func medianPercentiles(ps []Percentiles) Percentiles {
 	}
 }
 
-// Stamp is one task a producer enqueued: its id and the wall-clock time,
-// in Unix nanoseconds, just before Enqueue was called.
+// Stamp is one task a producer enqueued: its id, the wall-clock time (Unix
+// nanoseconds) just before Enqueue was called, and how long the call took
+// (the insert, the commit, any checkpoint the commit ran, and the wakeup).
 type Stamp struct {
 	ID     int64 `json:"id"`
 	SentNS int64 `json:"sent_ns"`
+	CallNS int64 `json:"call_ns"`
 }
 
 // join pairs each sent task with its start time (Unix nanoseconds, by task
@@ -96,6 +98,7 @@ type runResult struct {
 	burnDown             map[int]float64 // workers → tasks/s
 	burnDownCPU          float64         // seconds, at Config.Workers
 	idle, loaded         Percentiles
+	idleCall, loadedCall Percentiles // the producer's Enqueue calls
 	loadedAchieved       float64
 	sweep                []ratePoint
 	maxSustained         float64
@@ -149,6 +152,8 @@ func aggregate(cfg *Config, runs []runResult) *Result {
 	if cfg.has(Latency) {
 		res.LatencyIdleMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.idle }))
 		res.LatencyLoadedMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.loaded }))
+		res.EnqueueCallIdleMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.idleCall }))
+		res.EnqueueCallLoadedMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.loadedCall }))
 		res.LoadedAchievedPerS = medianOf(runs, func(r runResult) float64 { return r.loadedAchieved })
 		res.MaxSustainedRatePerS = medianOf(runs, func(r runResult) float64 { return r.maxSustained })
 		res.SustainLimit = mostCommon(collect(runs, func(r runResult) string { return r.sustainLimit }))

@@ -56,6 +56,8 @@ func (res *Result) WriteTable(w io.Writer) error {
 		row(fmt.Sprintf("  idle, one task per 5ms (%d tasks)", res.LatencyIdleMS.Samples), "%s", res.LatencyIdleMS)
 		row(fmt.Sprintf("  paced at %s/s (achieved %s/s, %d tasks)", thousands(res.LoadedRatePerS), thousands(res.LoadedAchievedPerS), res.LatencyLoadedMS.Samples),
 			"%s", res.LatencyLoadedMS)
+		row("  of which the producer's Enqueue call, idle", "%s", res.EnqueueCallIdleMS)
+		row(fmt.Sprintf("  of which the producer's Enqueue call, at %s/s", thousands(res.LoadedRatePerS)), "%s", res.EnqueueCallLoadedMS)
 		for _, p := range res.LatencySweep {
 			if p.RatePerS == res.LoadedRatePerS {
 				continue

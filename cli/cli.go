@@ -207,10 +207,14 @@ var envAliases = map[string][]string{"sentry-dsn": {"SENTRY_DSN"}}
 
 // applyEnv sets every flag of fs whose environment twin is set, before
 // the command line is parsed, so that a flag given on the command line wins.
+// Only flags registered with withEnv have a twin: settings (where the data
+// is, how the daemon runs) do; the options of one invocation (a task's
+// --timeout, --key, failed retry --all) do not, so that a variable exported
+// for one command cannot change what another does.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil {
+		if err != nil || !strings.Contains(f.Usage, envMark) {
 			return
 		}
 		for _, name := range append([]string{envName(f.Name)}, envAliases[f.Name]...) {
@@ -225,10 +229,13 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	return err
 }
 
+// envMark is how withEnv marks a flag that has an environment twin.
+const envMark = " (env "
+
 // withEnv appends the environment twin to a flag's usage text.
 func withEnv(name, usage string) string {
 	names := append([]string{envName(name)}, envAliases[name]...)
-	return usage + " (env " + strings.Join(names, ", ") + ")"
+	return usage + envMark + strings.Join(names, ", ") + ")"
 }
 
 // dataFlags locate the data directory and its parts.

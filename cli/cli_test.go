@@ -27,14 +27,18 @@ func mapEnv(m map[string]string) func(string) string {
 func TestApplyEnv(t *testing.T) {
 	newFS := func() (*flag.FlagSet, *string, *time.Duration) {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		dsn := fs.String("sentry-dsn", "", "")
-		d := fs.Duration("graceful-timeout", time.Second, "")
+		dsn := fs.String("sentry-dsn", "", withEnv("sentry-dsn", ""))
+		d := fs.Duration("graceful-timeout", time.Second, withEnv("graceful-timeout", ""))
+		fs.String("key", "", "an option of one invocation: no twin")
 		return fs, dsn, d
 	}
 	fs, dsn, d := newFS()
-	err := applyEnv(fs, mapEnv(map[string]string{"SENTRY_DSN": "alias", "SNAPPEA_GRACEFUL_TIMEOUT": "3s"}))
+	err := applyEnv(fs, mapEnv(map[string]string{"SENTRY_DSN": "alias", "SNAPPEA_GRACEFUL_TIMEOUT": "3s", "SNAPPEA_KEY": "k"}))
 	if err != nil || *dsn != "alias" || *d != 3*time.Second {
 		t.Errorf("applyEnv: dsn %q, timeout %v, err %v", *dsn, *d, err)
+	}
+	if k := fs.Lookup("key").Value.String(); k != "" {
+		t.Errorf("a flag without a twin was set from the environment: %q", k)
 	}
 	// The flag's own variable wins over an alias; the command line over both.
 	fs, dsn, _ = newFS()

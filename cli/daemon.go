@@ -493,7 +493,7 @@ func (d *daemon) stop(now bool, why string) {
 	switch {
 	case hard:
 		if first {
-			d.log.Info("stopping now: cancelling running tasks", "by", why)
+			d.log.Info("stopping now: cancelling running tasks", "signal", why)
 		}
 		go func() {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -502,12 +502,12 @@ func (d *daemon) stop(now bool, why string) {
 		}()
 		d.cancelRun()
 	case first && wasReloading:
-		d.log.Info("stop requested during a reload: stopping instead of re-executing", "by", why)
+		d.log.Info("stop requested during a reload: stopping instead of re-executing", "signal", why)
 	case first:
-		d.log.Info("received stop, stopping", "by", why, "graceful_timeout", d.f.gracefulTimeout)
+		d.log.Info("received signal, stopping", "signal", why, "graceful_timeout", d.f.gracefulTimeout)
 		d.cancelRun()
 	default:
-		d.log.Info("already stopping; the graceful deadline is unchanged", "by", why)
+		d.log.Info("already stopping; the graceful deadline is unchanged", "signal", why)
 	}
 }
 

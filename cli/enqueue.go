@@ -110,13 +110,13 @@ type optionFlags struct {
 
 func (o *optionFlags) register(fs *flag.FlagSet) {
 	o.delay.Value, o.at.Value = &o.delayValue, &o.atValue
-	fs.Var(&o.delay, "delay", withEnv("delay", "run the task no earlier than this `duration` after now, such as 30s or 2h"))
+	fs.Var(&o.delay, "delay", "run the task no earlier than this `duration` after now, such as 30s or 2h")
 	fs.Lookup("delay").DefValue = "" // no default to show
-	fs.Var(&o.at, "at", withEnv("at", "run the task no earlier than this `time`, in RFC 3339 such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00 (a past time: now)"))
-	fs.IntVar(&o.priority, "priority", 0, withEnv("priority", "higher is claimed first, oldest first within a priority; may be negative (default: the task's, else 0)"))
-	fs.Var((*nonNegativeDuration)(&o.timeout), "timeout", withEnv("timeout", "cancel the handler's context this long (a `duration`) after it starts; a timeout is a failure (default: the task's, else none)"))
-	fs.Var((*nonNegativeInt)(&o.maxAttempts), "max-attempts", withEnv("max-attempts", "attempts in all (`N`), the first included, with a backoff between them; 0 or 1: no retries (default: the task's)"))
-	fs.StringVar(&o.key, "key", "", withEnv("key", "a unique key: while a pending task holds it, queue nothing and name that task"))
+	fs.Var(&o.at, "at", "run the task no earlier than this `time`, in RFC 3339 such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00 (a past time: now)")
+	fs.IntVar(&o.priority, "priority", 0, "higher is claimed first, oldest first within a priority; may be negative (default: the task's, else 0)")
+	fs.Var((*nonNegativeDuration)(&o.timeout), "timeout", "cancel the handler's context this long (a `duration`) after it starts; a timeout is a failure (default: the task's, else none)")
+	fs.Var((*nonNegativeInt)(&o.maxAttempts), "max-attempts", "attempts in all (`N`), the first included, with a backoff between them; 0 or 1: no retries (default: the task's)")
+	fs.StringVar(&o.key, "key", "", "a unique key: while a pending task holds it, queue nothing and name that task")
 }
 
 // when settles --at and --delay, which both say when the task may run:

@@ -183,8 +183,8 @@ Subcommands:
 				data.registerQueue(fs)
 				fs.VisitAll(func(f *flag.Flag) { dataNames = append(dataNames, f.Name) })
 				fs.BoolVar(&asJSON, "json", false, withEnv("json", "list, show: print JSON with stable keys, for scripts"))
-				fs.Var((*nonNegativeInt)(&limit), "limit", withEnv("limit", "list: show at most the newest `N` (0: all)"))
-				fs.BoolVar(&all, "all", false, withEnv("all", "retry: every failed task"))
+				fs.Var((*nonNegativeInt)(&limit), "limit", "list: show at most the newest `N` (0: all)")
+				fs.BoolVar(&all, "all", false, "retry: every failed task")
 			}
 			return fs
 		},

@@ -92,8 +92,8 @@ func (c *cmdEnv) reloadCommand() command {
 			"within its graceful timeout and re-executes itself with the same pid, keeping its\n"+
 			"lock, its control socket and its paused state. Queued tasks are untouched.",
 		func(fs *flag.FlagSet) {
-			fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the new program answers"))
-			fs.DurationVar(&timeout, "timeout", time.Minute, withEnv("timeout", "with --wait, give up after this long"))
+			fs.BoolVar(&wait, "wait", false, "return only when the new program answers")
+			fs.DurationVar(&timeout, "timeout", time.Minute, "with --wait, give up after this long")
 		},
 		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
 			before, err := cl.Status(ctx)

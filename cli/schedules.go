@@ -177,7 +177,7 @@ func (c *cmdEnv) schedulesCommand() command {
 				fs = c.newFlagSet("schedules", "", schedulesHelp)
 				data.registerQueue(fs)
 				fs.StringVar(&file, "schedules", "", withEnv("schedules", "the JSON file of periodic tasks the daemon runs (see above)"))
-				fs.BoolVar(&all, "all", false, withEnv("all", "list every schedule stored in the database, configured or not"))
+				fs.BoolVar(&all, "all", false, "list every schedule stored in the database, configured or not")
 				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
 			}
 			return fs

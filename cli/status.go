@@ -97,10 +97,10 @@ func writeStatus(w io.Writer, st *control.Status, dbPath string) {
 	if st.Delayed > 0 {
 		fmt.Fprintf(tw, " (%d ready, %d delayed)", st.Ready, st.Delayed)
 	}
-	if st.Ready > 0 {
-		fmt.Fprintf(tw, ", oldest ready waiting %s", formatDuration(time.Duration(st.OldestAgeSeconds*float64(time.Second))))
-	}
 	fmt.Fprintln(tw)
+	if st.Ready > 0 {
+		fmt.Fprintf(tw, "oldest\t%s waiting\n", formatDuration(time.Duration(st.OldestAgeSeconds*float64(time.Second))))
+	}
 	if st.Running {
 		k := st.Counters
 		fmt.Fprintf(tw, "finished\t%d done, %d failed, %d panicked, %d discarded, %d interrupted, %d cancelled; %d retried, %d overdue\n",
@@ -147,7 +147,7 @@ func (c *cmdEnv) stopCommand() command {
 				fs = c.newFlagSet("stop", "", "Stops the daemon running on the data directory: it stops intake at once and lets\nrunning tasks finish within its graceful timeout (as TERM does).")
 				data.register(fs)
 				fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the daemon has exited"))
-				fs.BoolVar(&now, "now", false, withEnv("now", "cancel running tasks at once instead of waiting out the graceful timeout"))
+				fs.BoolVar(&now, "now", false, "cancel running tasks at once instead of waiting out the graceful timeout")
 				fs.DurationVar(&timeout, "timeout", 0, withEnv("timeout", "with --wait, give up after this long (0: no limit)"))
 			}
 			return fs

@@ -4,8 +4,9 @@
 //
 // The foreman is one loop goroutine; nothing else claims or counts. It
 // depends only on small interfaces it declares ([Source], [Waker],
-// [Runner], [Reporter]), which package queue, package wakeup, package
-// registry and an error reporter satisfy, and a test can fake.
+// [Runner], [Reporter], [Store], [Observer]), which package queue, package
+// wakeup, package registry, an error reporter, stats and metrics satisfy,
+// and a test can fake.
 //
 // # Delivery
 //
@@ -22,5 +23,34 @@
 // Shutdown's context); then their contexts are cancelled, the foreman waits
 // Config.HardStopWait more, and Run returns. Tasks still queued stay queued
 // for the next start. A final "stopped" log record counts what was done,
-// failed, panicked, discarded and interrupted.
+// failed, panicked, discarded, interrupted and cancelled.
+//
+// # Operating
+//
+// While Run runs, [Foreman.Pause] and [Foreman.Resume] stop and restart
+// claiming (running tasks go on), [Foreman.SetWorkers] resizes the pool
+// (growing at once, shrinking as running tasks finish), [Foreman.Cancel]
+// cancels one running task's context, [Foreman.Snapshot] describes the
+// state, running tasks and services, and [Foreman.Ping] tells a live loop
+// from a stuck one.
+//
+// # Delays, timeouts and retries
+//
+// Delayed tasks are not claimable until [Source] promotes them; the
+// foreman promotes on every wake and poll and arms one timer for the next
+// due time, so it sleeps until then rather than polling. A task with a
+// timeout (its own, or its definition's default from [Runner]) gets a
+// context deadline; a handler that ignores it keeps its slot, and
+// [Config.HardStopWait] later it is marked overdue, counted and logged once.
+// A task that returns an error with attempts left is enqueued again through
+// [Store] after an exponential backoff with jitter; panics and discarded
+// tasks are not retried. What fails for good is recorded through Store and
+// reported. A stop, a cancel or a crash loses the attempt that was running:
+// retries cover errors, not crashes.
+//
+// # Services
+//
+// [Config.Services] are long-running functions supervised beside the
+// workers: started with Run, restarted with backoff after an error or a
+// panic, and stopped in parallel with the workers.
 package foreman

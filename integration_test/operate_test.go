@@ -311,7 +311,7 @@ func TestSignals_SecondINTCancelsRunningTasks(t *testing.T) {
 	mustSnappea(t, "enqueue", "--dir", dir, "--count", "2", "snappea.sleep", `{"ms": 60000}`)
 	waitFull(t, dir, 10*time.Second, "2 busy", func(s control.Status) bool { return s.WorkersBusy == 2 })
 	d.signal(syscall.SIGINT)
-	d.waitFor(5*time.Second, "the graceful stop", func(r record) bool { return r.msg() == "received stop, stopping" })
+	d.waitFor(5*time.Second, "the graceful stop", func(r record) bool { return r.msg() == "received signal, stopping" })
 	// Within a second it is the same keypress; after one, it escalates.
 	time.Sleep(1100 * time.Millisecond)
 	start := time.Now()

@@ -124,7 +124,7 @@ func (q *Queue) RetryFailure(ctx context.Context, id int64) (int64, error) {
 		}
 		r := row{task: f.Task, args: nonNil(f.Args), created: time.Now().UnixNano(), priority: f.Priority,
 			attempt: 1, maxAttempts: f.MaxAttempts, timeout: f.Timeout}
-		res, err := write(ctx, tx.StmtContext(ctx, q.insert), nil, &r)
+		res, err := write(ctx, &stmts{q: q, tx: tx}, &r)
 		if err != nil {
 			return err
 		}

@@ -163,6 +163,7 @@ type Queue struct {
 	writeMu sync.Mutex
 
 	insert    *sql.Stmt
+	insertNew *sql.Stmt // insert for a task without options
 	keyHolder *sql.Stmt
 	claim     *sql.Stmt
 	nextDue   *sql.Stmt
@@ -188,6 +189,10 @@ const (
 	insertSQL = `INSERT INTO snappea_tasks
 		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	// A task without options, the common case: the columns' defaults are
+	// "no options", and binding three values instead of nine is measurably
+	// cheaper in EnqueueMany.
+	insertNewSQL = `INSERT INTO snappea_tasks (task, args, created_at) VALUES (?, ?, ?)`
 	keyHolderSQL = `SELECT id FROM snappea_tasks WHERE key = ?`
 	// modernc's SQLite is built without DELETE ... LIMIT, hence the
 	// subquery.
@@ -270,6 +275,7 @@ func (q *Queue) prepare(ctx context.Context) error {
 		sql  string
 	}{
 		{&q.insert, "insert", insertSQL},
+		{&q.insertNew, "insert", insertNewSQL},
 		{&q.keyHolder, "key lookup", keyHolderSQL},
 		{&q.claim, "claim", claimSQL},
 		{&q.nextDue, "next due", nextDueSQL},
@@ -343,13 +349,41 @@ type row struct {
 	key         string // "": none
 }
 
-func (r *row) insert(ctx context.Context, stmt *sql.Stmt) (sql.Result, error) {
+// plain reports whether r has no options: the insertNew statement, which
+// leaves every option column at its default, writes it.
+func (r *row) plain() bool {
+	return r.priority == 0 && r.runAt == 0 && r.attempt == 1 && r.maxAttempts == 0 && r.timeout == 0 && r.key == ""
+}
+
+// insert writes r with the statement that fits it.
+func (r *row) insert(ctx context.Context, st *stmts) (sql.Result, error) {
+	if r.plain() {
+		return st.get(ctx, &st.insertNew, st.q.insertNew).ExecContext(ctx, r.task, r.args, r.created)
+	}
 	var key any // NULL
 	if r.key != "" {
 		key = r.key
 	}
-	return stmt.ExecContext(ctx, r.task, r.args, r.created, r.priority, r.runAt, r.attempt, r.maxAttempts,
-		int64(r.timeout), key)
+	return st.get(ctx, &st.insert, st.q.insert).ExecContext(ctx, r.task, r.args, r.created, r.priority, r.runAt,
+		r.attempt, r.maxAttempts, int64(r.timeout), key)
+}
+
+// stmts are the queue's statements for writing rows: as prepared, or, in
+// a transaction, bound to it, each once, when first used.
+type stmts struct {
+	q                            *Queue
+	tx                           *sql.Tx // nil: autocommit
+	insert, insertNew, keyHolder *sql.Stmt
+}
+
+func (s *stmts) get(ctx context.Context, bound **sql.Stmt, stmt *sql.Stmt) *sql.Stmt {
+	if *bound == nil {
+		*bound = stmt
+		if s.tx != nil {
+			*bound = s.tx.StmtContext(ctx, stmt)
+		}
+	}
+	return *bound
 }
 
 // newRow encodes and checks a task for enqueueing at now, with opts over
@@ -408,11 +442,11 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
-// write inserts r with stmt (the queue's insert statement, or its twin in
-// a transaction), reporting a duplicate key. holder finds the task holding
-// the key in the same transaction; it may be nil for a row without key.
-func write(ctx context.Context, stmt, holder *sql.Stmt, r *row) (registry.Result, error) {
-	res, err := r.insert(ctx, stmt)
+// write inserts r, reporting a duplicate key. For a row with a key, st
+// must be in a transaction (or r the only statement there is), so that
+// the holder found is the one the insert ran into.
+func write(ctx context.Context, st *stmts, r *row) (registry.Result, error) {
+	res, err := r.insert(ctx, st)
 	if err != nil {
 		return registry.Result{}, fmt.Errorf("enqueue %s: %w", r.task, dbError(err))
 	}
@@ -423,7 +457,7 @@ func write(ctx context.Context, stmt, holder *sql.Stmt, r *row) (registry.Result
 		}
 		if n == 0 {
 			var id int64
-			if err := holder.QueryRowContext(ctx, r.key).Scan(&id); err != nil {
+			if err := st.get(ctx, &st.keyHolder, st.q.keyHolder).QueryRowContext(ctx, r.key).Scan(&id); err != nil {
 				return registry.Result{}, fmt.Errorf("enqueue %s: find the task holding its key: %w", r.task, dbError(err))
 			}
 			return registry.Result{ID: id, Duplicate: true}, nil
@@ -472,7 +506,7 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 		q.writeMu.Lock()
 		// One autocommit statement: no BEGIN/COMMIT round trips, and SQLite
 		// takes the write lock (with the busy timeout) at its start.
-		res, err = write(ctx, q.insert, nil, &r)
+		res, err = write(ctx, &stmts{q: q}, &r)
 		q.writeMu.Unlock()
 	} else {
 		// The insert and, for a duplicate, the look-up of the key's holder
@@ -480,7 +514,7 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 		// the daemon claims it meanwhile.
 		err = q.writeTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			res, err = write(ctx, tx.StmtContext(ctx, q.insert), tx.StmtContext(ctx, q.keyHolder), &r)
+			res, err = write(ctx, &stmts{q: q, tx: tx}, &r)
 			return err
 		})
 	}
@@ -517,11 +551,7 @@ func (q *Queue) EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args
 	if err != nil {
 		return registry.Result{}, err
 	}
-	var holder *sql.Stmt
-	if r.key != "" {
-		holder = tx.StmtContext(ctx, q.keyHolder)
-	}
-	res, err := write(ctx, tx.StmtContext(ctx, q.insert), holder, &r)
+	res, err := write(ctx, &stmts{q: q, tx: tx}, &r)
 	if err != nil || res.Duplicate {
 		q.release(reserved)
 	}
@@ -614,13 +644,9 @@ func dueDuplicates(rows []row, ids []int64) int {
 // writeMany inserts rows in tx and returns their ids, 0 for a duplicate.
 func writeMany(ctx context.Context, tx *sql.Tx, q *Queue, rows []row) ([]int64, error) {
 	ids := make([]int64, len(rows))
-	stmt := tx.StmtContext(ctx, q.insert)
-	var holder *sql.Stmt
+	st := &stmts{q: q, tx: tx}
 	for i := range rows {
-		if rows[i].key != "" && holder == nil {
-			holder = tx.StmtContext(ctx, q.keyHolder)
-		}
-		res, err := write(ctx, stmt, holder, &rows[i])
+		res, err := write(ctx, st, &rows[i])
 		if err != nil {
 			return nil, err
 		}
@@ -767,16 +793,22 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
 	tasks := make([]Task, 0, n)
+	// One set of destinations for all rows: each escapes to the heap. The
+	// ints are int64s because database/sql converts to int by reflection.
+	var (
+		t                                                Task
+		created, priority, attempt, maxAttempts, timeout int64
+		key                                              sql.NullString
+	)
+	dest := []any{&t.ID, &t.Name, &t.Args, &created, &priority, &attempt, &maxAttempts, &timeout, &key}
 	for rows.Next() {
-		var t Task
-		var created, timeout int64
-		var key sql.NullString
-		if err := rows.Scan(&t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
-			&timeout, &key); err != nil {
+		t = Task{} // Scan gives every row its own Name and Args
+		if err := rows.Scan(dest...); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim tasks: %w", err)
 		}
 		t.EnqueuedAt = time.Unix(0, created)
+		t.Priority, t.Attempt, t.MaxAttempts = int(priority), int(attempt), int(maxAttempts)
 		t.Timeout = time.Duration(timeout)
 		t.Key = key.String
 		tasks = append(tasks, t)
@@ -875,7 +907,7 @@ func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error)
 		runAt: dueAt(registry.Options{RunAt: at}, now), attempt: max(t.Attempt, 1) + 1,
 		maxAttempts: t.MaxAttempts, timeout: t.Timeout}
 	q.writeMu.Lock()
-	res, err := write(ctx, q.insert, nil, &r)
+	res, err := write(ctx, &stmts{q: q}, &r)
 	q.writeMu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)

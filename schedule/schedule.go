@@ -228,7 +228,7 @@ type Scheduler struct {
 }
 
 // entry is a Schedule as a running scheduler sees it. Only Run's
-// goroutine changes the fields after next.
+// goroutine changes next and the fields after it.
 type entry struct {
 	Schedule
 	sched cron.Schedule
@@ -279,9 +279,10 @@ func New(cfg Config) (*Scheduler, error) {
 // Database errors are logged, not returned, and the failed step retried
 // after a backoff (1s, doubling to 1m) while the other schedules go on: a
 // busy or full queue delays a tick rather than stopping the scheduler, and
-// the tick, still stored as due, is taken once it passes. So Run returns
-// an error only if ctx has none, never; it suits a foreman.Service. Calls
-// to Run do not overlap: a second waits for the first to return.
+// the tick, still stored as due, is taken once it goes through. So Run
+// always returns nil, and a foreman.Service running it is never restarted
+// for a database hiccup. Calls to Run do not overlap: a second waits for
+// the first to return.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
@@ -508,6 +509,10 @@ func (e *entry) plan(now time.Time) plan {
 // scheduler took the ticks and e learns the new due time), and enqueues
 // the planned tasks. On failure nothing is written and e retries later.
 func (s *Scheduler) take(ctx context.Context, e *entry, now time.Time) {
+	if e.next.After(now) {
+		e.retryAt = time.Time{} // nothing due yet
+		return
+	}
 	p := e.plan(now)
 	results := make([]registry.Result, 0, len(p.ticks))
 	err := s.q.InTx(ctx, func(tx *sql.Tx) error {
