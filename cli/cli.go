@@ -242,6 +242,7 @@ func withEnv(name, usage string) string {
 type dataFlags struct {
 	dir, db, wakeupDir, pidfile string
 	busyTimeout                 time.Duration
+	maxBacklog                  int
 }
 
 func (d *dataFlags) register(fs *flag.FlagSet) {
@@ -259,8 +260,14 @@ func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
 	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "how long (a `duration`) to wait for another process's write lock on the database before failing"))
 }
 
+// registerProducer registers the flags of a command that enqueues.
+func (d *dataFlags) registerProducer(fs *flag.FlagSet) {
+	fs.Var((*nonNegativeInt)(&d.maxBacklog), "max-backlog", withEnv("max-backlog", "refuse to enqueue past this many waiting tasks (`N`; 0: no limit), as queue.Config.MaxBacklog"))
+}
+
 func (d *dataFlags) queueConfig() queue.Config {
-	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout}
+	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout,
+		MaxBacklog: d.maxBacklog}
 }
 
 func (d *dataFlags) dbPath() string {
@@ -380,13 +387,14 @@ func (d *nonNegativeDuration) Set(s string) error {
 
 // QueueConfigFromEnv returns the queue.Config a daemon started with the same
 // environment would use: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR and
-// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults. A web server that opens
+// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, and SNAPPEA_MAX_BACKLOG. A web server that opens
 // its queue this way writes where the daemon reads and wakes the directory
 // it watches. Pass os.Getenv.
 func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
 	var d dataFlags
 	fs := flag.NewFlagSet("env", flag.ContinueOnError)
 	d.registerQueue(fs)
+	d.registerProducer(fs)
 	if err := applyEnv(fs, getenv); err != nil {
 		return queue.Config{}, err
 	}

@@ -35,6 +35,7 @@ func (c *cmdEnv) enqueueCommand() command {
 						"holds its --key prints no id; stderr names the task holding the key. Options not given\n"+
 						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
+				data.registerProducer(fs)
 				fs.IntVar(&count, "count", 1, withEnv("count", "how many identical tasks to queue"))
 				fs.BoolVar(&batch, "batch", false, withEnv("batch", "queue all of them in one transaction instead of one transaction each"))
 				fs.BoolVar(&noCheck, "no-check", false, withEnv("no-check", "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)"))

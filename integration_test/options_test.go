@@ -457,3 +457,22 @@ func TestEnqueueOptionsIgnoreTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestBackpressure_EnqueueRefusedPastTheLimit(t *testing.T) {
+	dir := dataDir(t)
+	r := snappea(t, "enqueue", "--dir", dir, "--max-backlog", "5", "--count", "8", "snappea.noop")
+	if r.code != 1 || len(ids(t, r.stdout)) != 5 || !strings.Contains(r.stderr, "backlog is full") {
+		t.Fatalf("enqueue 8 with a backlog limit of 5: exit %d, %d ids, %q; want 5 ids then a clear refusal", r.code, len(ids(t, r.stdout)), r.stderr)
+	}
+	if s := getStatus(t, dir); s.Pending != 5 {
+		t.Errorf("pending %d after the refusal, want 5: nothing written past the limit", s.Pending)
+	}
+	// Once the daemon drains the queue, enqueueing works again.
+	d := startDaemon(t, dir)
+	waitStatus(t, dir, 10*time.Second, "the backlog drained", func(s status) bool { return s.Pending == 0 })
+	r = snappeaEnv(t, []string{"SNAPPEA_MAX_BACKLOG=5"}, "enqueue", "--dir", dir, "--count", "3", "snappea.noop")
+	if r.code != 0 || len(ids(t, r.stdout)) != 3 {
+		t.Errorf("enqueue after the drain: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	d.stop()
+}

@@ -89,10 +89,10 @@ func (q *Queue) countBacklog(ctx context.Context, exact bool) error {
 	if err := q.countDue.QueryRowContext(ctx, unixNano(start), limit+1).Scan(&count); err != nil {
 		return fmt.Errorf("enqueue: count the backlog: %w", dbError(err))
 	}
-	// Counting reads up to limit+1 index entries, milliseconds per hundred
-	// thousand: count no more than 1/20 of the time.
+	// Counting reads up to limit+1 index entries, several milliseconds per
+	// hundred thousand: spend no more than 1/50 of the time counting.
 	b.countAt, b.count, b.exact, b.own = start, count, true, 0
-	b.interval = max(backlogRefresh, 20*time.Since(start))
+	b.interval = max(backlogRefresh, 50*time.Since(start))
 	return nil
 }
 

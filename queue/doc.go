@@ -14,18 +14,56 @@
 // poll (a few seconds), so neither loses the task, but only the order above
 // is prompt.
 //
+// # Options: priority, delay, key
+//
+// [Queue.EnqueueWith] and its twins take [registry.Options], merged over the
+// task definition's defaults when [Config.Registry] is set (the plain
+// Enqueue methods apply those defaults too).
+//
+// Priority is strict: the daemon claims the highest priority first and, within
+// a priority, the oldest first (by id), so a steady flood of high-priority
+// tasks starves lower ones.
+//
+// A delayed task (Delay, or RunAt in the future) is written with its due
+// time in run_at; a ready task has run_at 0. [Queue.Claim] takes only ready
+// tasks, and [Queue.Promote], which the daemon calls before claiming, makes
+// the due ones ready and says when the next one is due. Once promoted, a
+// task takes its place among the ready ones by priority and id, not by due
+// time. Producers wake the daemon for delayed tasks too, so that it learns
+// of an earlier due time than the one it sleeps until.
+//
+// A Key is unique among pending tasks (ready or delayed): the insert and the
+// check are one statement under the database's write lock, so producers in
+// different processes never write two pending tasks with one key. A
+// duplicate writes nothing and reports the pending task's id with
+// Duplicate set; it is not an error. The key is free again once its task is
+// claimed (or cancelled), so a running task may enqueue its successor.
+//
 // # Claiming and at-most-once
 //
-// [Queue.Claim] deletes up to n of the oldest rows and returns them, in one
-// statement inside one IMMEDIATE transaction, and the daemon starts a
-// handler only after that transaction has committed. A task therefore runs
-// at most once: a crash can lose tasks whose rows were claimed (they had
-// started, or were about to), never a task still queued.
+// [Queue.Claim] deletes up to n ready rows and returns them, in one statement
+// inside one IMMEDIATE transaction, and the daemon starts a handler only
+// after that transaction has committed. A task therefore runs at most once:
+// a crash can lose tasks whose rows were claimed (they had started, or were
+// about to), never a task still queued. A retry is not the same row run
+// again: [Queue.Retry] enqueues a new task with Attempt one higher. A task
+// that fails for good is recorded with [Queue.Fail], for an operator to list
+// ([Queue.Failures]), retry ([Queue.RetryFailure]) or purge.
+//
+// # Backpressure
+//
+// With [Config.MaxBacklog] set, an enqueue that would take the tasks waiting
+// for the daemon past it fails at once with [ErrBacklogFull], so that a
+// stopped or overwhelmed daemon makes producers shed load instead of growing
+// the database without bound. The limit is soft, to keep it cheap: see
+// [Config.MaxBacklog].
 //
 // # The database
 //
 // One SQLite file in WAL mode with synchronous=NORMAL (no fsync per
 // commit), a busy timeout, and IMMEDIATE write transactions, created private
 // to the user (0600, in a 0700 directory). The schema comes from package
-// migrations and is brought up to date by Open.
+// migrations and is brought up to date by Open. The claim, the promote and
+// the next-due look-up are each one range of one index, on (run_at,
+// priority DESC, id).
 package queue

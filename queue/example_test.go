@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/registry"
 )
 
 func ExampleQueue_Enqueue() {
@@ -61,4 +63,39 @@ func ExampleQueue_InTx() {
 	tasks, _ := q.Claim(ctx, 10)
 	fmt.Println(tasks[0].Name, string(tasks[0].Args))
 	// Output: email.welcome {"user_id":1}
+}
+
+// Options: a key makes a task unique among pending ones, and a delayed task
+// waits until Promote, which the daemon calls, finds it due.
+func ExampleQueue_EnqueueWith() {
+	dir, _ := os.MkdirTemp("", "snappea-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	q, err := queue.Open(ctx, queue.Config{Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer q.Close()
+
+	first, _ := q.EnqueueWith(ctx, "cache.rebuild", nil, registry.Options{Key: "cache"})
+	again, _ := q.EnqueueWith(ctx, "cache.rebuild", nil, registry.Options{Key: "cache"})
+	fmt.Println("duplicate:", again.Duplicate, again.ID == first.ID)
+
+	if _, err := q.EnqueueWith(ctx, "email.reminder", nil, registry.Options{Delay: time.Hour, Priority: 5}); err != nil {
+		log.Fatal(err)
+	}
+	tasks, _ := q.Claim(ctx, 10)
+	fmt.Println("claimed now:", len(tasks), tasks[0].Name)
+
+	// An hour later, as the daemon sees it.
+	if _, err := q.Promote(ctx, time.Now().Add(time.Hour)); err != nil {
+		log.Fatal(err)
+	}
+	tasks, _ = q.Claim(ctx, 10)
+	fmt.Println("claimed later:", len(tasks), tasks[0].Name, tasks[0].Priority)
+	// Output:
+	// duplicate: true true
+	// claimed now: 1 cache.rebuild
+	// claimed later: 1 email.reminder 5
 }

@@ -91,11 +91,12 @@ type Config struct {
 	// Inline mode. Default 0: unlimited.
 	//
 	// It is a soft limit, kept cheap: the Queue counts the backlog at most
-	// every 100ms (less often if counting is slow: at most MaxBacklog+1
-	// index entries are read, a few milliseconds per hundred thousand) and
-	// adds its own enqueues since. Other processes' enqueues since the last
-	// count go unseen, so together they can overshoot the limit by what
-	// they enqueue in one such interval.
+	// every 100ms and adds its own enqueues since. When the backlog is
+	// large, counting it (up to MaxBacklog+1 index entries, several
+	// milliseconds per hundred thousand) is done less often, at most 1/50
+	// of the time: every 0.4s or so with a hundred thousand tasks waiting.
+	// Other processes' enqueues since the last count go unseen, so together
+	// they can overshoot the limit by what they enqueue in one interval.
 	MaxBacklog int
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
@@ -44,4 +45,33 @@ func ExampleRegister() {
 	// Output:
 	// sending "Welcome" to ada@example.com
 	// [email.send]
+}
+
+// A definition's defaults apply to every enqueue of the task; an
+// enqueue's own options win field by field.
+func ExampleTask_EnqueueWith() {
+	dir, _ := os.MkdirTemp("", "snappea-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	tasks := registry.New()
+	report := registry.Register(tasks, "report.nightly", func(context.Context, struct{}) error { return nil },
+		registry.Options{Timeout: 10 * time.Minute, MaxAttempts: 3, Key: "report.nightly"})
+
+	q, err := queue.Open(ctx, queue.Config{Dir: dir, Registry: tasks})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer q.Close()
+
+	first, _ := report.EnqueueWith(ctx, q, struct{}{}, registry.Options{Priority: 2})
+	again, _ := report.EnqueueWith(ctx, q, struct{}{}, registry.Options{})
+	fmt.Println("second is a duplicate:", again.Duplicate, again.ID == first.ID)
+
+	claimed, _ := q.Claim(ctx, 1)
+	t := claimed[0]
+	fmt.Println(t.Name, t.Priority, t.Timeout, t.MaxAttempts, t.Key)
+	// Output:
+	// second is a duplicate: true true
+	// report.nightly 2 10m0s 3 report.nightly
 }
