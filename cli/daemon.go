@@ -39,6 +39,10 @@ const (
 	envStartedAt  = envInternal + "STARTED_AT"
 )
 
+// checkpointInterval is how often the daemon checkpoints the database's
+// write-ahead log, so that producers' commits never have to.
+const checkpointInterval = 200 * time.Millisecond
+
 // reloadCheckTimeout bounds the --check run a reload starts first.
 const reloadCheckTimeout = 30 * time.Second
 
@@ -331,6 +335,9 @@ func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]forem
 	f := d.f
 	svcs := append([]foreman.Service(nil), d.c.prog.Services...)
 	var obs []foreman.Observer
+	svcs = append(svcs, foreman.Service{Name: "checkpoint", Run: func(ctx context.Context) error {
+		return d.q.RunCheckpoints(ctx, checkpointInterval)
+	}})
 	if f.statsRetention > 0 {
 		rec, err := stats.New(stats.Config{DB: d.q.DB(), Retention: f.statsRetention, Logger: d.log,
 			Backlog: func(ctx context.Context) (int64, error) {

@@ -624,6 +624,16 @@ loop:
 				coalesce.Stop()
 				coalesceC = nil
 			}
+			if busy > 0 && n < batch {
+				// Handlers that end together finish their bookkeeping a
+				// moment apart: let the others hand in their slots too,
+				// so that the claim is a full one.
+				runtime.Gosched()
+				if c := f.collect(); c > 0 {
+					setBusy(busy - c)
+					n = min(workers-busy, batch)
+				}
+			}
 			tasks, err := cfg.Source.Claim(claimCtx, n)
 			if err != nil {
 				if claimCtx.Err() != nil {

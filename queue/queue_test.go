@@ -473,3 +473,35 @@ func TestQueue_Closed(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 }
+
+func TestQueue_CheckpointsLeftToTheDaemon(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, Config{Dir: t.TempDir()})
+	var pages int
+	if err := q.DB().QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if pages != AutoCheckpointPages {
+		t.Errorf("wal_autocheckpoint = %d, want %d: producers must not checkpoint every 1000 pages", pages, AutoCheckpointPages)
+	}
+	for range 50 {
+		if _, err := q.Enqueue(ctx, "t", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logPages, done, err := q.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logPages < 50 || done != logPages {
+		t.Errorf("Checkpoint = %d pages in the log, %d checkpointed; want at least 50, all of them", logPages, done)
+	}
+	// RunCheckpoints returns when its context ends.
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- q.RunCheckpoints(rctx, time.Millisecond) }()
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("RunCheckpoints = %v", err)
+	}
+}
