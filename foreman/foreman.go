@@ -785,6 +785,7 @@ func (f *Foreman) run(t queue.Task) {
 
 	ctx = registry.WithInfo(ctx, registry.Info{
 		ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: f.log,
+		Attempt: attempt, MaxAttempts: maxAttempts,
 	})
 	err := f.call(ctx, &t)
 	d := time.Since(start)
