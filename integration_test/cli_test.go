@@ -46,12 +46,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		env  []string
-		args []string // DIR is replaced by a data directory that must stay absent
-		want []string // in stderr
-	}{
+	tests := []usageError{
 		{name: "unknown command", args: []string{"frobnicate"}, want: []string{`"frobnicate"`, "snappea help"}},
 		{name: "unknown flag", args: []string{"status", "--dir", "DIR", "--bogus"}, want: []string{"bogus"}},
 		{name: "no workers", args: []string{"run", "--dir", "DIR", "--workers", "0"}, want: []string{"--workers 0"}},
@@ -66,29 +61,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bad environment variable", env: []string{"SNAPPEA_WORKERS=abc"}, args: []string{"run", "--dir", "DIR"},
 			want: []string{"SNAPPEA_WORKERS", "abc"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := dataDir(t)
-			args := slices.Clone(tt.args)
-			for i, a := range args {
-				if a == "DIR" {
-					args[i] = dir
-				}
-			}
-			r := snappeaEnv(t, tt.env, args...)
-			if r.code != 2 {
-				t.Fatalf("snappea %s: exit %d, want 2\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-			}
-			for _, want := range tt.want {
-				if !strings.Contains(r.stderr, want) {
-					t.Errorf("message %q does not mention %q", r.stderr, want)
-				}
-			}
-			if _, err := os.Stat(dir); !os.IsNotExist(err) {
-				t.Errorf("a usage error created the data directory: %v", err)
-			}
-		})
-	}
+	runUsageErrors(t, tests)
 }
 
 func TestEnvTwins(t *testing.T) {

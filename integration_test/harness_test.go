@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -407,4 +408,40 @@ func snappeaWith(t testing.TB, setup func(*exec.Cmd), args ...string) result {
 func snappeaEnv(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	return snappeaWith(t, func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, env...) }, args...)
+}
+
+// usageError is a command line that must exit 2 with a message naming what
+// is wrong, and create nothing.
+type usageError struct {
+	name string
+	env  []string
+	args []string // DIR is replaced by a data directory that must stay absent
+	want []string // in stderr
+}
+
+func runUsageErrors(t *testing.T, tests []usageError) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := dataDir(t)
+			args := slices.Clone(tt.args)
+			for i, a := range args {
+				if a == "DIR" {
+					args[i] = dir
+				}
+			}
+			r := snappeaEnv(t, tt.env, args...)
+			if r.code != 2 {
+				t.Fatalf("snappea %s: exit %d, want 2\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("message %q does not mention %q", r.stderr, want)
+				}
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a usage error created the data directory: %v", err)
+			}
+		})
+	}
 }

@@ -67,12 +67,7 @@ func failedList(t testing.TB, dir string) []failedJSON {
 }
 
 func TestTaskOptionUsageErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		env  []string
-		args []string // DIR is replaced by a data directory that must stay absent
-		want []string // in stderr
-	}{
+	tests := []usageError{
 		{name: "negative delay", args: []string{"enqueue", "--dir", "DIR", "--delay", "-1s", "snappea.noop"}, want: []string{"delay", "negative"}},
 		{name: "delay not a duration", args: []string{"enqueue", "--dir", "DIR", "--delay", "soon", "snappea.noop"}, want: []string{"delay", "duration"}},
 		{name: "bad time", args: []string{"enqueue", "--dir", "DIR", "--at", "tomorrow", "snappea.noop"}, want: []string{"-at", "RFC 3339"}},
@@ -95,29 +90,7 @@ func TestTaskOptionUsageErrors(t *testing.T) {
 		{name: "failed flag before another's subcommand", args: []string{"failed", "--dir", "DIR", "--all", "list"}, want: []string{"--all"}},
 		{name: "failed purge with an argument", args: []string{"failed", "purge", "--dir", "DIR", "7"}, want: []string{"7"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := dataDir(t)
-			args := slices.Clone(tt.args)
-			for i, a := range args {
-				if a == "DIR" {
-					args[i] = dir
-				}
-			}
-			r := snappeaEnv(t, tt.env, args...)
-			if r.code != 2 {
-				t.Fatalf("snappea %s: exit %d, want 2\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-			}
-			for _, want := range tt.want {
-				if !strings.Contains(r.stderr, want) {
-					t.Errorf("message %q does not mention %q", r.stderr, want)
-				}
-			}
-			if _, err := os.Stat(dir); !os.IsNotExist(err) {
-				t.Errorf("a usage error created the data directory: %v", err)
-			}
-		})
-	}
+	runUsageErrors(t, tests)
 }
 
 func TestFailedAndCancelWithoutDatabase(t *testing.T) {

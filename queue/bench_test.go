@@ -39,27 +39,12 @@ func BenchmarkEnqueueMany(b *testing.B) {
 func BenchmarkClaim(b *testing.B) {
 	for _, n := range []int{1, 16, 100} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			ctx := context.Background()
 			q := mustOpen(b, Config{})
 			jobs := make([]Job, 1000)
 			for i := range jobs {
 				jobs[i] = Job{Task: "snappea.noop"}
 			}
-			b.ReportAllocs()
-			claimed := 0
-			for b.Loop() {
-				ts, err := q.Claim(ctx, n)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(ts) < n {
-					b.StopTimer()
-					q.EnqueueMany(ctx, jobs)
-					b.StartTimer()
-				}
-				claimed += len(ts)
-			}
-			b.ReportMetric(float64(claimed)/b.Elapsed().Seconds(), "tasks/s")
+			claimLoop(b, q, n, jobs)
 		})
 	}
 }
@@ -126,27 +111,12 @@ func BenchmarkEnqueueBacklog(b *testing.B) {
 func BenchmarkClaimPriorities(b *testing.B) {
 	for _, n := range []int{1, 16, 100} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			ctx := context.Background()
 			q := mustOpen(b, Config{})
 			jobs := make([]Job, 1000)
 			for i := range jobs {
 				jobs[i] = Job{Task: "snappea.noop", Options: registry.Options{Priority: i%5 - 2}}
 			}
-			b.ReportAllocs()
-			claimed := 0
-			for b.Loop() {
-				ts, err := q.Claim(ctx, n)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(ts) < n {
-					b.StopTimer()
-					q.EnqueueMany(ctx, jobs)
-					b.StartTimer()
-				}
-				claimed += len(ts)
-			}
-			b.ReportMetric(float64(claimed)/b.Elapsed().Seconds(), "tasks/s")
+			claimLoop(b, q, n, jobs)
 		})
 	}
 }
@@ -170,4 +140,25 @@ func BenchmarkPromoteNothingDue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// claimLoop claims n tasks per iteration, refilling the queue with jobs
+// (untimed) when it runs short, and reports tasks/s.
+func claimLoop(b *testing.B, q *Queue, n int, jobs []Job) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	claimed := 0
+	for b.Loop() {
+		ts, err := q.Claim(ctx, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ts) < n {
+			b.StopTimer()
+			q.EnqueueMany(ctx, jobs)
+			b.StartTimer()
+		}
+		claimed += len(ts)
+	}
+	b.ReportMetric(float64(claimed)/b.Elapsed().Seconds(), "tasks/s")
 }
