@@ -101,10 +101,9 @@ func throughputPlot(res *Result) (*plot.Plot, error) {
 		xys[i] = plotter.XY{X: float64(pt.Workers), Y: pt.PerS}
 		ticks = append(ticks, plot.Tick{Value: float64(pt.Workers), Label: strconv.Itoa(pt.Workers)})
 	}
-	if err := plotutil.AddLinePoints(p, "tasks/s", xys); err != nil {
+	if err := plotutil.AddLinePoints(p, xys); err != nil {
 		return nil, err
 	}
-	p.Legend.Top = false
 	if len(pts) > 1 {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = ticks
