@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,10 +157,11 @@ type Queue struct {
 	db  *sql.DB
 	log *slog.Logger
 
-	// writeMu serialises this process's own write statements so that its
-	// goroutines queue for the lock here, in order, instead of in SQLite's
-	// busy handler, which sleeps a millisecond and more between tries.
-	writeMu sync.Mutex
+	// writeMu serialises this process's own write statements, and takes
+	// turns with other processes' (see writeLock), so that writers queue
+	// here instead of in SQLite's busy handler, which sleeps a millisecond
+	// and more between tries.
+	writeMu *writeLock
 
 	insert    *sql.Stmt
 	insertNew *sql.Stmt // insert for a task without options
@@ -219,8 +219,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger}
+	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: openWriteLock(cfg.DBPath, cfg.BusyTimeout)}
 	if err := q.prepare(ctx); err != nil {
+		q.writeMu.close()
 		db.Close()
 		return nil, err
 	}
@@ -325,12 +326,20 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failing := false
+	// An idle database is left alone: the log file's size and time only
+	// change when something was written.
+	var last os.FileInfo
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		fi, err := os.Stat(q.cfg.DBPath + "-wal")
+		if err == nil && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
+			continue
+		}
+		last = fi
 		if _, _, err := q.Checkpoint(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -350,7 +359,9 @@ func (q *Queue) Close() error {
 	if q.closed.Swap(true) {
 		return nil
 	}
-	return q.db.Close()
+	err := q.db.Close()
+	q.writeMu.close()
+	return err
 }
 
 // DB returns the queue's database, for callers that want their own
