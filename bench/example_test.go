@@ -20,9 +20,6 @@ func ExampleRun() {
 		log.Fatal(err)
 	}
 	res.WriteTable(os.Stdout)
-	if err := bench.Plot(res, "bench.png"); err != nil {
-		log.Fatal(err)
-	}
 }
 
 func ExampleResult_WriteTable() {

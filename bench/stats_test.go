@@ -216,8 +216,8 @@ func TestThousands(t *testing.T) {
 	for in, want := range map[float64]string{
 		0: "0", 999: "999", 1000: "1,000", 19999.6: "20,000", 1234567: "1,234,567", -4500: "-4,500",
 	} {
-		if got := thousands(in); got != want {
-			t.Errorf("thousands(%g) = %q, want %q", in, got, want)
+		if got := Thousands(in); got != want {
+			t.Errorf("Thousands(%g) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -31,33 +31,33 @@ func (res *Result) WriteTable(w io.Writer) error {
 		if n == 1 {
 			return "1 " + one
 		}
-		return thousands(float64(n)) + " " + many
+		return Thousands(float64(n)) + " " + many
 	}
 
 	if has(Enqueue) {
 		heading("enqueue (%s each, no daemon running)", plural(res.Tasks, "task", "tasks"))
-		row("  one task per transaction, 1 producer", "%s/s", thousands(res.EnqueueSinglePerS))
-		row(fmt.Sprintf("  one task per transaction, %s", plural(res.Producers, "producer", "producers")), "%s/s", thousands(res.EnqueueSingleMultiPerS))
-		row(fmt.Sprintf("  %s per transaction, 1 producer", plural(res.BatchSize, "task", "tasks")), "%s/s", thousands(res.EnqueueBatchPerS))
-		row(fmt.Sprintf("  %s per transaction, %s", plural(res.BatchSize, "task", "tasks"), plural(res.Producers, "producer", "producers")), "%s/s", thousands(res.EnqueueBatchMultiPerS))
+		row("  one task per transaction, 1 producer", "%s/s", Thousands(res.EnqueueSinglePerS))
+		row(fmt.Sprintf("  one task per transaction, %s", plural(res.Producers, "producer", "producers")), "%s/s", Thousands(res.EnqueueSingleMultiPerS))
+		row(fmt.Sprintf("  %s per transaction, 1 producer", plural(res.BatchSize, "task", "tasks")), "%s/s", Thousands(res.EnqueueBatchPerS))
+		row(fmt.Sprintf("  %s per transaction, %s", plural(res.BatchSize, "task", "tasks"), plural(res.Producers, "producer", "producers")), "%s/s", Thousands(res.EnqueueBatchMultiPerS))
 	}
 	if has(BurnDown) || has(Resources) {
-		heading("burn-down of %s queued no-ops", thousands(float64(res.Tasks)))
+		heading("burn-down of %s queued no-ops", Thousands(float64(res.Tasks)))
 		pts := res.BurnDownByWorkers
 		if len(pts) == 0 {
 			pts = []WorkerPoint{{Workers: res.Workers, PerS: res.BurnDownPerS}}
 		}
 		for _, p := range pts {
-			row(fmt.Sprintf("  %s", plural(p.Workers, "worker", "workers")), "%s tasks/s", thousands(p.PerS))
+			row(fmt.Sprintf("  %s", plural(p.Workers, "worker", "workers")), "%s tasks/s", Thousands(p.PerS))
 		}
 	}
 	if has(Latency) {
 		heading("pickup latency, enqueue call to handler start, across processes")
 		row(fmt.Sprintf("  idle, one task per 5ms (%d tasks)", res.LatencyIdleMS.Samples), "%s", res.LatencyIdleMS)
-		row(fmt.Sprintf("  paced at %s/s (achieved %s/s, %d tasks)", thousands(res.LoadedRatePerS), thousands(res.LoadedAchievedPerS), res.LatencyLoadedMS.Samples),
+		row(fmt.Sprintf("  paced at %s/s (achieved %s/s, %d tasks)", Thousands(res.LoadedRatePerS), Thousands(res.LoadedAchievedPerS), res.LatencyLoadedMS.Samples),
 			"%s", res.LatencyLoadedMS)
 		row("  of which the producer's Enqueue call, idle", "%s", res.EnqueueCallIdleMS)
-		row(fmt.Sprintf("  of which the producer's Enqueue call, at %s/s", thousands(res.LoadedRatePerS)), "%s", res.EnqueueCallLoadedMS)
+		row(fmt.Sprintf("  of which the producer's Enqueue call, at %s/s", Thousands(res.LoadedRatePerS)), "%s", res.EnqueueCallLoadedMS)
 		for _, p := range res.LatencySweep {
 			if p.RatePerS == res.LoadedRatePerS {
 				continue
@@ -66,14 +66,14 @@ func (res *Result) WriteTable(w io.Writer) error {
 			if !p.KeptUp {
 				verdict = "NOT kept up"
 			}
-			row(fmt.Sprintf("  sweep: %s/s (achieved %s/s)", thousands(p.RatePerS), thousands(p.AchievedPerS)), "%s  %s", p.LatencyMS, verdict)
+			row(fmt.Sprintf("  sweep: %s/s (achieved %s/s)", Thousands(p.RatePerS), Thousands(p.AchievedPerS)), "%s  %s", p.LatencyMS, verdict)
 		}
 		limit := map[string]string{
 			"latency":  fmt.Sprintf("above it p99 exceeds %gms", res.SweepP99MS),
 			"rate":     "above it the producer achieves less than 90% of the rate",
 			"max_rate": "the highest rate tried",
 		}[res.SustainLimit]
-		row("  highest rate kept up", "%s/s (%s)", thousands(res.MaxSustainedRatePerS), limit)
+		row("  highest rate kept up", "%s/s (%s)", Thousands(res.MaxSustainedRatePerS), limit)
 	}
 	if has(BurnDown) || has(Resources) || has(Latency) {
 		heading("daemon resources")
@@ -122,9 +122,9 @@ func ms(v float64) string {
 	}
 }
 
-// thousands formats v rounded to an integer, with commas between
+// Thousands formats v rounded to an integer, with commas between
 // thousands.
-func thousands(v float64) string {
+func Thousands(v float64) string {
 	s := strconv.FormatInt(int64(math.Round(v)), 10)
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")

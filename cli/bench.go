@@ -92,6 +92,10 @@ func (c *cmdEnv) bench(ctx context.Context, f *benchFlags) int {
 	}
 	if f.plot != "" {
 		// Fail before a long run, not after it.
+		if c.prog.Chart == nil {
+			fmt.Fprintf(c.Stderr, "snappea bench: --plot: this program draws no charts; the stock snappea binary (cmd/snappea) does\n")
+			return ExitUsage
+		}
 		if ext := strings.ToLower(f.plot); !strings.HasSuffix(ext, ".png") && !strings.HasSuffix(ext, ".svg") {
 			fmt.Fprintf(c.Stderr, "snappea bench: --plot %s: want a .png or .svg file\n", f.plot)
 			return ExitUsage
@@ -123,7 +127,7 @@ func (c *cmdEnv) bench(ctx context.Context, f *benchFlags) int {
 		return ExitError
 	}
 	if f.plot != "" {
-		if err := bench.Plot(res, f.plot); err != nil {
+		if err := c.prog.Chart(res, f.plot); err != nil {
 			fmt.Fprintf(c.Stderr, "snappea bench: %v\n", err)
 			return ExitError
 		}

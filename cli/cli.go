@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/snappea/snappea/bench"
 	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
@@ -50,6 +51,11 @@ type Program struct {
 	// restarted with backoff when they fail or panic, stopped with it, and
 	// listed by 'status' (see foreman.Service).
 	Services []foreman.Service
+	// Chart, if set, draws the chart of 'snappea bench --plot'; the stock
+	// binary sets it to bench/chart.Write. It is left out of other
+	// programs because the plotting library costs every process that links
+	// it, the daemon included, about 4 MiB at start-up.
+	Chart func(res *bench.Result, path string) error
 }
 
 // MainProgram is Main for a program with more than tasks.

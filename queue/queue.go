@@ -263,6 +263,7 @@ func OpenDB(ctx context.Context, path string, busyTimeout time.Duration) (*sql.D
 	v.Add("_pragma", "synchronous(NORMAL)")
 	v.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", AutoCheckpointPages))
 	v.Add("_pragma", "foreign_keys(ON)")
+	v.Add("_pragma", "cache_size(-1024)")
 	v.Set("_txlock", "immediate")
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
 	db, err := sql.Open("sqlite", dsn)
@@ -323,12 +324,15 @@ func (q *Queue) Checkpoint(ctx context.Context) (logPages, checkpointed int, err
 // daemon runs it as a service. Failures are logged and retried at the next
 // interval. It returns nil when ctx ends.
 func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	failing := false
 	// An idle database is left alone: the log file's size and time only
-	// change when something was written.
+	// change when something was written. While nothing is, the look is
+	// made less and less often, up to once a second, so that an idle daemon
+	// costs nothing; the first write brings it back to interval.
 	var last os.FileInfo
+	wait := interval
 	for {
 		select {
 		case <-ctx.Done():
@@ -337,8 +341,12 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 		}
 		fi, err := os.Stat(q.cfg.DBPath + "-wal")
 		if err == nil && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
+			wait = min(2*wait, max(interval, time.Second))
+			t.Reset(wait)
 			continue
 		}
+		wait = interval
+		t.Reset(wait)
 		last = fi
 		if _, _, err := q.Checkpoint(ctx); err != nil {
 			if ctx.Err() != nil {

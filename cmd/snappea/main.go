@@ -1,15 +1,16 @@
-// Command snappea is the stock snappea binary: the daemon, its control
-// commands, and the built-in snappea.* tasks. A program with its own tasks
-// builds the same binary around its own registry; see package cli.
+// Command snappea is the stock snappea binary: the daemon and its command
+// line with the built-in snappea.* tasks, and charts for 'snappea bench'.
+// A program with its own tasks builds its daemon with cli.Main in the same
+// way (see package cli).
 package main
 
 import (
 	"os"
 
+	"github.com/snappea/snappea/bench/chart"
 	"github.com/snappea/snappea/cli"
-	"github.com/snappea/snappea/registry"
 )
 
 func main() {
-	os.Exit(cli.Main(registry.New()))
+	os.Exit(cli.MainProgram(cli.Program{Chart: chart.Write}))
 }

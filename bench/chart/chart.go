@@ -1,4 +1,9 @@
-package bench
+// Package chart draws the chart of a 'snappea bench' result with
+// gonum.org/v1/plot. It is a package of its own because that library parses
+// its fonts when the program starts, which costs every process of a binary
+// that links it about 4 MiB: the stock snappea binary links it, a daemon
+// built on package cli for its own tasks does not.
+package chart
 
 import (
 	"fmt"
@@ -15,14 +20,16 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/snappea/snappea/bench"
 )
 
-// Plot writes a chart of res to path, a PNG or an SVG by its extension
+// Write writes a chart of res to path, a PNG or an SVG by its extension
 // (.png or .svg): two panels side by side, the burn-down throughput against
 // the number of workers, and the pickup latency percentiles (p50, p95,
 // p99) against the paced rate, both rate axes logarithmic. A panel whose
 // measurements were not made says so.
-func Plot(res *Result, path string) error {
+func Write(res *bench.Result, path string) error {
 	ext := strings.ToLower(filepath.Ext(path))
 	if ext != ".png" && ext != ".svg" {
 		return fmt.Errorf("plot %s: want a .png or .svg file name", path)
@@ -73,7 +80,7 @@ func writeFile(path string, c io.WriterTo) error {
 }
 
 // caption is the machine line under each title.
-func caption(res *Result) string {
+func caption(res *bench.Result) string {
 	runs := "1 run"
 	if res.Runs != 1 {
 		runs = fmt.Sprintf("median of %d runs", res.Runs)
@@ -81,15 +88,15 @@ func caption(res *Result) string {
 	return fmt.Sprintf("%s, %d CPUs, %s", runs, res.CPUs, res.GoVersion)
 }
 
-func throughputPlot(res *Result) (*plot.Plot, error) {
+func throughputPlot(res *bench.Result) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Burn-down of %s no-ops\n%s", thousands(float64(res.Tasks)), caption(res))
+	p.Title.Text = fmt.Sprintf("Burn-down of %s no-ops\n%s", bench.Thousands(float64(res.Tasks)), caption(res))
 	p.X.Label.Text = "workers"
 	p.Y.Label.Text = "tasks/s"
 	p.Y.Min = 0
 	pts := res.BurnDownByWorkers
 	if len(pts) == 0 && res.BurnDownPerS > 0 {
-		pts = []WorkerPoint{{Workers: res.Workers, PerS: res.BurnDownPerS}}
+		pts = []bench.WorkerPoint{{Workers: res.Workers, PerS: res.BurnDownPerS}}
 	}
 	if len(pts) == 0 {
 		notMeasured(p)
@@ -113,7 +120,7 @@ func throughputPlot(res *Result) (*plot.Plot, error) {
 	return p, nil
 }
 
-func latencyPlot(res *Result) (*plot.Plot, error) {
+func latencyPlot(res *bench.Result) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Pickup latency across processes\n%s", caption(res))
 	p.X.Label.Text = "paced rate (tasks/s)"
@@ -124,16 +131,16 @@ func latencyPlot(res *Result) (*plot.Plot, error) {
 	}
 	series := []struct {
 		name string
-		f    func(Percentiles) float64
+		f    func(bench.Percentiles) float64
 	}{
-		{"p50", func(q Percentiles) float64 { return q.P50 }},
-		{"p95", func(q Percentiles) float64 { return q.P95 }},
-		{"p99", func(q Percentiles) float64 { return q.P99 }},
+		{"p50", func(q bench.Percentiles) float64 { return q.P50 }},
+		{"p95", func(q bench.Percentiles) float64 { return q.P95 }},
+		{"p99", func(q bench.Percentiles) float64 { return q.P99 }},
 	}
 	var args []any
 	var ticks plot.ConstantTicks
 	for _, pt := range res.LatencySweep {
-		ticks = append(ticks, plot.Tick{Value: pt.RatePerS, Label: thousands(pt.RatePerS)})
+		ticks = append(ticks, plot.Tick{Value: pt.RatePerS, Label: bench.Thousands(pt.RatePerS)})
 	}
 	for _, s := range series {
 		xys := make(plotter.XYs, len(res.LatencySweep))
@@ -184,7 +191,7 @@ func (thousandsTicks) Ticks(lo, hi float64) []plot.Tick {
 	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
 	for i := range ticks {
 		if ticks[i].Label != "" {
-			ticks[i].Label = thousands(ticks[i].Value)
+			ticks[i].Label = bench.Thousands(ticks[i].Value)
 		}
 	}
 	return ticks
