@@ -29,6 +29,7 @@ const WriteLockSuffix = "-writelock"
 type writeLock struct {
 	mu   sync.Mutex
 	f    *os.File // nil: no cross-process turn-taking
+	fd   int
 	wait time.Duration
 	held bool
 }
@@ -38,7 +39,7 @@ func openWriteLock(dbPath string, wait time.Duration) *writeLock {
 	l := &writeLock{wait: wait}
 	f, err := os.OpenFile(dbPath+WriteLockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err == nil {
-		l.f = f
+		l.f, l.fd = f, int(f.Fd())
 	}
 	return l
 }
@@ -49,7 +50,7 @@ func (l *writeLock) Lock() {
 	if l.f == nil {
 		return
 	}
-	fd := int(l.f.Fd())
+	fd := l.fd
 	var deadline time.Time
 	pause := 20 * time.Microsecond
 	for {
@@ -75,7 +76,7 @@ func (l *writeLock) Lock() {
 // Unlock gives the turn up.
 func (l *writeLock) Unlock() {
 	if l.held {
-		unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+		unix.Flock(l.fd, unix.LOCK_UN)
 		l.held = false
 	}
 	l.mu.Unlock()
