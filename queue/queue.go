@@ -235,8 +235,15 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 // single-transaction enqueue time and most of the pickup latency tail. The
 // daemon checkpoints in the background instead (see RunCheckpoints), so the
 // log never grows this large while it runs; the threshold only bounds the
-// log when no daemon does.
-const AutoCheckpointPages = 20000
+// log (about 400 MiB) when no daemon does, for example while producers run
+// with the daemon stopped. Even then a producer checkpoints rarely: one that
+// does so every few thousand pages spends a fifth of its time on it. After a
+// checkpoint the log file is cut back to JournalSizeLimit.
+const AutoCheckpointPages = 100000
+
+// JournalSizeLimit is what the write-ahead log file is cut back to, in
+// bytes, once a checkpoint has emptied it.
+const JournalSizeLimit = 64 << 20
 
 // OpenDB opens the SQLite database at path the way snappea uses it (WAL,
 // synchronous=NORMAL, busy timeout, IMMEDIATE transactions, checkpoints
@@ -262,6 +269,7 @@ func OpenDB(ctx context.Context, path string, busyTimeout time.Duration) (*sql.D
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "synchronous(NORMAL)")
 	v.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", AutoCheckpointPages))
+	v.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", JournalSizeLimit))
 	v.Add("_pragma", "foreign_keys(ON)")
 	v.Add("_pragma", "cache_size(-1024)")
 	v.Set("_txlock", "immediate")
