@@ -9,7 +9,14 @@
 //	}
 //
 // Every binary built this way also has the built-in snappea.* tasks
-// (see registry.RegisterBuiltins), for smoke tests and benchmarks.
+// (see registry.RegisterBuiltins), for smoke tests and benchmarks. A program
+// that also runs services beside its workers uses [MainProgram] with a
+// [Program]; schedules declared in code go through [Schedules].
+//
+// The daemon ('snappea run') answers signals and its control socket (see
+// package control): TERM stops, INT stops and then escalates, HUP reloads
+// by re-executing the program on disk after a --check run, TSTP and CONT
+// pause and resume, USR1 reopens the log file.
 //
 // This is the only package that reads flags, the environment or signals;
 // the packages it wires together take a Config and a context.
