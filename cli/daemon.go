@@ -577,14 +577,12 @@ func (d *daemon) checkNewProgram(ctx context.Context) error {
 }
 
 // runArgs returns the flags this daemon was started with: what follows
-// "run" on its command line.
+// the command name, "run", on its command line.
 func (d *daemon) runArgs() []string {
-	for i, a := range os.Args {
-		if a == "run" {
-			return os.Args[i+1:]
-		}
+	if len(os.Args) < 2 {
+		return nil
 	}
-	return nil
+	return os.Args[2:]
 }
 
 // externalEnv drops the internal hand-over variables from env.

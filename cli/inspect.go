@@ -45,8 +45,7 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	now := time.Now()
 	for _, a := range s.Active {
 		out.Active = append(out.Active, control.Active{TaskID: a.ID, Task: a.Name, StartedAt: a.StartedAt,
-			ElapsedSeconds: now.Sub(a.StartedAt).Seconds(), Deadline: a.Deadline,
-			Overdue: !a.Deadline.IsZero() && now.After(a.Deadline)})
+			ElapsedSeconds: now.Sub(a.StartedAt).Seconds(), Deadline: a.Deadline, Overdue: a.Overdue})
 	}
 	for _, sv := range s.Services {
 		out.Services = append(out.Services, control.Service{Name: sv.Name, State: sv.State.String(),

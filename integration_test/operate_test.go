@@ -649,3 +649,31 @@ func TestStats_Recorded(t *testing.T) {
 		t.Errorf("stats --json counts %v tasks, want 6: %v", total, rows)
 	}
 }
+
+func TestTimeout_HandlerIgnoringItIsShownOverdue(t *testing.T) {
+	dir := dataDir(t)
+	d := launchProgram(t, serviceBin, dir)
+	d.waitFor(30*time.Second, "the daemon to start", isMsg("foreman started"))
+	r := snappeaWith(t, func(cmd *exec.Cmd) { cmd.Path = serviceBin },
+		"enqueue", "--dir", dir, "--timeout", "1s", "test.deaf", `{"ms": 4000}`)
+	if r.code != 0 {
+		t.Fatalf("enqueue: exit %d %s", r.code, r.stderr)
+	}
+	id := ids(t, r.stdout)[0]
+	// At the deadline the context is cancelled; a second later a handler
+	// still running is overdue: shown, counted and logged once.
+	s := waitFull(t, dir, 10*time.Second, "the task shown overdue", func(s control.Status) bool {
+		return len(s.Active) == 1 && s.Active[0].Overdue
+	})
+	if s.Active[0].TaskID != id || s.Counters.Overdue != 1 || s.WorkersBusy != 1 {
+		t.Errorf("status = %+v, want task %d overdue, counted once, keeping its slot", s, id)
+	}
+	if s.Active[0].ElapsedSeconds < 2 {
+		t.Errorf("shown overdue after %.1fs, want the second after its 1s timeout", s.Active[0].ElapsedSeconds)
+	}
+	d.waitFor(10*time.Second, "the task to end", func(r record) bool { return r.msg() == "task done" && r.int("task_id") == id })
+	if n := d.count(func(r record) bool { return strings.HasPrefix(r.msg(), "task overdue") }); n != 1 {
+		t.Errorf("%d overdue records, want 1", n)
+	}
+	d.stop()
+}
