@@ -22,7 +22,6 @@ type fakeSource struct {
 	mu      sync.Mutex
 	tasks   []queue.Task
 	nextID  int64
-	running *int64 // shared with the handlers
 	workers int
 	claims  int
 	err     error // returned by Claim while set
