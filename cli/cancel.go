@@ -31,11 +31,6 @@ func (c *cmdEnv) cancelCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			// 'snappea cancel 12 --dir d' as well as 'snappea cancel --dir d 12'.
-			args, code := parseInterspersed(fs, args)
-			if args == nil {
-				return code
-			}
 			if len(args) != 1 {
 				fmt.Fprintln(c.Stderr, "snappea cancel: want one task ID; see 'snappea cancel -h'")
 				return ExitUsage

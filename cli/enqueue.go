@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,9 +35,9 @@ func (c *cmdEnv) enqueueCommand() command {
 						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
 				data.registerProducer(fs)
-				fs.IntVar(&count, "count", 1, withEnv("count", "how many identical tasks to queue"))
-				fs.BoolVar(&batch, "batch", false, withEnv("batch", "queue all of them in one transaction instead of one transaction each"))
-				fs.BoolVar(&noCheck, "no-check", false, withEnv("no-check", "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)"))
+				fs.IntVar(&count, "count", 1, "how many identical tasks to queue")
+				fs.BoolVar(&batch, "batch", false, "queue all of them in one transaction instead of one transaction each")
+				fs.BoolVar(&noCheck, "no-check", false, "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)")
 				opts.register(fs)
 			}
 			return fs
@@ -49,8 +48,7 @@ func (c *cmdEnv) enqueueCommand() command {
 				return ExitUsage
 			}
 			if count < 1 {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: --count %d: want at least 1\n", count)
-				return ExitUsage
+				return c.usagef("enqueue", "%s: want at least 1", c.given(fs, "count"))
 			}
 			if err := opts.when(fs); err != nil {
 				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
@@ -302,23 +300,5 @@ func (f *timeFlag) Set(s string) error {
 		return errors.New("parse error: want an RFC 3339 time with its offset, such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00")
 	}
 	f.t = t
-	return nil
-}
-
-// nonNegativeInt is an int flag that refuses values below zero, so that
-// the mistake is a usage error naming the flag.
-type nonNegativeInt int
-
-func (n *nonNegativeInt) String() string { return strconv.Itoa(int(*n)) }
-
-func (n *nonNegativeInt) Set(s string) error {
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return errors.New("parse error: want a whole number")
-	}
-	if v < 0 {
-		return errors.New("must not be negative")
-	}
-	*n = nonNegativeInt(v)
 	return nil
 }

@@ -171,18 +171,18 @@ Subcommands:
 			line := strings.TrimSpace(s.name + " " + s.args)
 			fmt.Fprintf(w, "  %-*s  %s\n", width, line, strings.ReplaceAll(s.summary, "\n", "\n"+strings.Repeat(" ", width+4)))
 		}
-		fmt.Fprint(w, "\nRun 'snappea failed <subcommand> -h' for its flags.\n\nFlags (each also read from the environment variable shown):\n")
+		fmt.Fprint(w, "\nRun 'snappea failed <subcommand> -h' for its flags.\n\n"+flagsHeading)
 		fs.PrintDefaults()
 	}
 	return command{
-		name: "failed", summary: "list, show, retry or purge the tasks that failed for good",
+		name: "failed", summary: "list, show, retry or purge the tasks that failed for good", subcommands: true,
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("failed", "", "")
 				fs.Usage = func() { usage(fs.Output()) }
 				data.registerQueue(fs)
 				fs.VisitAll(func(f *flag.Flag) { dataNames = append(dataNames, f.Name) })
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "list, show: print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "list, show: print JSON with stable keys, for scripts")
 				fs.Var((*nonNegativeInt)(&limit), "limit", "list: show at most the newest `N` (0: all)")
 				fs.BoolVar(&all, "all", false, "retry: every failed task")
 			}
@@ -224,37 +224,12 @@ Subcommands:
 					sfs.Lookup(f.Name).DefValue = f.DefValue
 				}
 			})
-			rest, code := parseInterspersed(sfs, args[1:])
+			rest, code := c.parseFlags("failed "+sub.name, sfs, args[1:], true)
 			if rest == nil {
 				return code
 			}
 			return sub.run(ctx, rest)
 		},
-	}
-}
-
-// parseInterspersed parses fs's flags anywhere among args, so that
-// 'failed show 3 --json' works as 'failed show --json 3' does, and returns
-// the arguments that are not flags ("--" ends the flags). It returns nil
-// and the exit code when parsing stops the command: ExitOK for -h.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int) {
-	rest := []string{}
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, ExitOK
-			}
-			return nil, ExitUsage
-		}
-		left := fs.Args()
-		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
-			return append(rest, left...), ExitOK
-		}
-		if len(left) == 0 {
-			return rest, ExitOK
-		}
-		rest = append(rest, left[0])
-		args = left[1:]
 	}
 }
 

@@ -16,8 +16,11 @@ type logFlags struct {
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.format, "log-format", "text", withEnv("log-format", "log format: text or json"))
-	fs.StringVar(&l.level, "log-level", "info", withEnv("log-level", "log level: debug, info, warn or error; debug adds one record per task"))
+	l.format, l.level = "text", "info"
+	fs.Var(&choiceFlag{&l.format, []string{"text", "json"}}, "log-format", withEnv("log-format", "log format: text or json"))
+	fs.Lookup("log-format").DefValue = "text"
+	fs.Var(&choiceFlag{&l.level, []string{"debug", "info", "warn", "error"}}, "log-level", withEnv("log-level", "log level: debug, info, warn or error; debug adds one record per task"))
+	fs.Lookup("log-level").DefValue = "info"
 	fs.StringVar(&l.file, "log-file", "", withEnv("log-file", "append the log to this file instead of stderr; USR1 reopens it (for logrotate)"))
 }
 

@@ -185,8 +185,8 @@ func (c *cmdEnv) statsCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("stats", "", "Shows what the daemon recorded per minute: per task the count, failures and durations,\nand the backlog. Kept for the daemon's --stats-retention (default 7 days).")
 				data.registerQueue(fs)
-				fs.DurationVar(&since, "since", time.Hour, withEnv("since", "how far back to look"))
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print the per-minute rows as JSON"))
+				fs.DurationVar(&since, "since", time.Hour, "how far back to look")
+				fs.BoolVar(&asJSON, "json", false, "print the per-minute rows as JSON")
 			}
 			return fs
 		},

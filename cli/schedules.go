@@ -178,7 +178,7 @@ func (c *cmdEnv) schedulesCommand() command {
 				data.registerQueue(fs)
 				fs.StringVar(&file, "schedules", "", withEnv("schedules", "the JSON file of periodic tasks the daemon runs (see above)"))
 				fs.BoolVar(&all, "all", false, "list every schedule stored in the database, configured or not")
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "print JSON with stable keys, for scripts")
 			}
 			return fs
 		},

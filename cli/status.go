@@ -27,7 +27,7 @@ func (c *cmdEnv) statusCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("status", "", "Shows the daemon running on the data directory, asked through its control socket,\nand the queue. Without a daemon it shows the queue and says so.")
 				data.registerQueue(fs)
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "print JSON with stable keys, for scripts")
 			}
 			return fs
 		},
@@ -146,9 +146,9 @@ func (c *cmdEnv) stopCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("stop", "", "Stops the daemon running on the data directory: it stops intake at once and lets\nrunning tasks finish within its graceful timeout (as TERM does).")
 				data.register(fs)
-				fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the daemon has exited"))
+				fs.BoolVar(&wait, "wait", false, "return only when the daemon has exited")
 				fs.BoolVar(&now, "now", false, "cancel running tasks at once instead of waiting out the graceful timeout")
-				fs.DurationVar(&timeout, "timeout", 0, withEnv("timeout", "with --wait, give up after this long (0: no limit)"))
+				fs.DurationVar(&timeout, "timeout", 0, "with --wait, give up after this long (0: no limit)")
 			}
 			return fs
 		},

@@ -29,11 +29,16 @@ func TestHelp(t *testing.T) {
 		}
 	}
 
-	// The flag package writes a command's usage to stderr, even for -h.
-	r = mustSnappea(t, "run", "-h")
-	for _, want := range []string{"SNAPPEA_WORKERS", "SNAPPEA_GRACEFUL_TIMEOUT", "SENTRY_DSN"} {
-		if !strings.Contains(r.stdout+r.stderr, want) {
-			t.Errorf("run -h does not mention %s:\n%s%s", want, r.stdout, r.stderr)
+	// Help asked for goes to stdout, whichever way it is asked for.
+	for _, args := range [][]string{{"run", "-h"}, {"run", "--help"}, {"help", "run"}} {
+		r = mustSnappea(t, args...)
+		for _, want := range []string{"SNAPPEA_WORKERS", "SNAPPEA_GRACEFUL_TIMEOUT", "SENTRY_DSN"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%v does not mention %s on stdout:\n%s", args, want, r.stdout)
+			}
+		}
+		if r.stderr != "" {
+			t.Errorf("%v wrote to stderr: %q", args, r.stderr)
 		}
 	}
 
@@ -59,9 +64,41 @@ func TestUsageErrors(t *testing.T) {
 		{name: "arguments of the wrong type", args: []string{"enqueue", "--dir", "DIR", "snappea.sleep", `{"ms":"soon"}`},
 			want: []string{"snappea.sleep", "--no-check"}},
 		{name: "bad environment variable", env: []string{"SNAPPEA_WORKERS=abc"}, args: []string{"run", "--dir", "DIR"},
-			want: []string{"SNAPPEA_WORKERS", "abc"}},
+			want: []string{"SNAPPEA_WORKERS", "abc", "want a whole number", "see snappea run -h"}},
+		{name: "SNAPPEA_BATCH is run's number", env: []string{"SNAPPEA_BATCH=true"}, args: []string{"run", "--dir", "DIR"},
+			want: []string{`SNAPPEA_BATCH="true"`, "want a whole number", "see snappea run -h"}},
+		{name: "bad duration", args: []string{"run", "--dir", "DIR", "--poll-interval", "often"},
+			want: []string{`--poll-interval "often": want a duration such as 5s; see snappea run -h`}},
+		{name: "bad flag after the arguments", args: []string{"enqueue", "snappea.noop", "--dir", "DIR", "--count", "x"},
+			want: []string{`--count "x": want a whole number; see snappea enqueue -h`}},
+		{name: "help for no such command", args: []string{"help", "nosuch"}, want: []string{`"nosuch"`}},
 	}
 	runUsageErrors(t, tests)
+	// One line, not the whole usage.
+	for _, args := range [][]string{{"status", "--bogus"}, {"run", "--workers", "x"}} {
+		if r := snappea(t, args...); r.code != 2 || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line on stderr", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestFlagsAfterArguments: flags may follow a command's arguments, and
+// SNAPPEA_BATCH, run's, does not make enqueue batch.
+func TestFlagsAfterArguments(t *testing.T) {
+	dir := dataDir(t)
+	r := snappeaEnv(t, []string{"SNAPPEA_BATCH=notabool"}, "enqueue", "snappea.echo", `{"msg": "hi"}`, "--dir", dir, "--count", "3")
+	if r.code != 0 {
+		t.Fatalf("enqueue with flags after the arguments: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := ids(t, r.stdout); len(got) != 3 {
+		t.Errorf("printed %d ids, want 3", len(got))
+	}
+	if !strings.Contains(r.stderr, "one transaction each") {
+		t.Errorf("stderr %q: want one transaction each (SNAPPEA_BATCH is not enqueue's)", r.stderr)
+	}
+	if s := getStatus(t, dir); s.Pending != 3 {
+		t.Errorf("pending = %d, want 3", s.Pending)
+	}
 }
 
 func TestEnvTwins(t *testing.T) {
