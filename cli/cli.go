@@ -172,6 +172,7 @@ func (c *cmdEnv) commands() []command {
 			c.runCommand(),
 			c.enqueueCommand(),
 			c.statusCommand(),
+			c.pendingCommand(),
 			c.stopCommand(),
 			c.pauseCommand(),
 			c.resumeCommand(),
@@ -308,6 +309,11 @@ func (d *dataFlags) pidPath() string {
 		return d.pidfile
 	}
 	return filepath.Join(d.dir, PIDFile)
+}
+
+// openReading opens the queue for a command that only reads it.
+func (d *dataFlags) openReading(ctx context.Context) (*queue.Queue, error) {
+	return d.openExisting(ctx)
 }
 
 // openExisting opens the queue for a command that only looks at it: a

@@ -191,3 +191,78 @@ func TestStatusWithoutDatabase(t *testing.T) {
 		t.Errorf("status created the data directory: %v", err)
 	}
 }
+
+// TestPending lists the waiting tasks with the real binary, in claim
+// order, never with their arguments.
+func TestPending(t *testing.T) {
+	dir := dataDir(t)
+	enq := func(args ...string) int64 {
+		t.Helper()
+		r := mustSnappea(t, append([]string{"enqueue", "--dir", dir}, args...)...)
+		return ids(t, r.stdout)[0]
+	}
+	low := enq("snappea.echo", `{"msg": "s3cret-low"}`)
+	high := enq("--priority", "3", "--key", "k1", "snappea.echo", `{"msg": "s3cret-high"}`)
+	delayed := enq("--delay", "1h", "--max-attempts", "2", "snappea.sleep", `{"ms": 424242}`)
+
+	r := mustSnappea(t, "pending", "--dir", dir)
+	for _, secret := range []string{"s3cret", "424242"} {
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("pending shows the arguments (%s):\n%s", secret, r.stdout)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
+		t.Fatalf("pending printed\n%s\nwant a heading and three tasks", r.stdout)
+	}
+	for i, want := range []string{
+		fmt.Sprintf(`^%d\s+snappea.echo\s+3\s+k1\s+ready\s+1\s`, high),
+		fmt.Sprintf(`^%d\s+snappea.echo\s+0\s+ready\s+1\s`, low),
+		fmt.Sprintf(`^%d\s+snappea.sleep\s+0\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+1 of 2\s`, delayed),
+	} {
+		if !regexp.MustCompile(want).MatchString(lines[i+1]) {
+			t.Errorf("line %d %q does not match %s", i+1, lines[i+1], want)
+		}
+	}
+
+	var got []struct {
+		ID       int64   `json:"id"`
+		Task     string  `json:"task"`
+		Priority int     `json:"priority"`
+		Key      *string `json:"key"`
+		RunAt    *string `json:"run_at"`
+		Attempt  int     `json:"attempt"`
+		Args     any     `json:"args"`
+	}
+	pendingJSON := func(args ...string) {
+		t.Helper()
+		got = nil
+		r := mustSnappea(t, append([]string{"pending", "--json", "--dir", dir}, args...)...)
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("pending --json %v printed %q: %v", args, r.stdout, err)
+		}
+	}
+	pendingJSON("--limit", "2")
+	if len(got) != 2 || got[0].ID != high || got[1].ID != low || got[0].Key == nil || *got[0].Key != "k1" ||
+		got[1].Key != nil || got[0].RunAt != nil || got[0].Args != nil {
+		t.Errorf("pending --json --limit 2: %+v", got)
+	}
+	pendingJSON("--delayed")
+	if len(got) != 1 || got[0].ID != delayed || got[0].RunAt == nil || got[0].Attempt != 1 {
+		t.Errorf("pending --json --delayed: %+v", got)
+	}
+	pendingJSON("--task", "snappea.echo", "--newest")
+	if len(got) != 2 || got[0].ID != low || got[1].ID != high {
+		t.Errorf("pending --json --task snappea.echo --newest: %+v", got)
+	}
+	r = mustSnappea(t, "pending", "--dir", dir, "--limit", "1")
+	if !strings.Contains(r.stderr, "--limit") {
+		t.Errorf("pending --limit 1: stderr %q does not say there may be more", r.stderr)
+	}
+	if r := snappea(t, "pending", "--dir", filepath.Join(t.TempDir(), "none")); r.code != 1 || !strings.Contains(r.stderr, "--dir") {
+		t.Errorf("pending without a database: exit %d, %q", r.code, r.stderr)
+	}
+	runUsageErrors(t, []usageError{
+		{name: "limit zero", args: []string{"pending", "--dir", "DIR", "--limit", "0"}, want: []string{"--limit 0: want at least 1"}},
+	})
+}
