@@ -238,10 +238,12 @@ func (c *cmdEnv) migrateCommand() command {
 func (c *cmdEnv) tasksCommand() command {
 	var fs *flag.FlagSet
 	return command{
-		name: "tasks", summary: "list the tasks this binary can run, with their argument types",
+		name: "tasks", summary: "list the tasks this binary can run, with the JSON their arguments take",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("tasks", "", "Lists the registered tasks and the Go type their JSON arguments decode into.")
+				fs = c.newFlagSet("tasks", "", "Lists the registered tasks and the shape of the JSON arguments each takes: field names\n"+
+					"and JSON types, as in {\"user_id\": number, \"email\": string}; \"name\"? marks a field that\n"+
+					"may be left out (omitempty), any a value of any type.")
 			}
 			return fs
 		},
@@ -249,7 +251,7 @@ func (c *cmdEnv) tasksCommand() command {
 			tw := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
 			for _, name := range c.reg.Names() {
 				t, _ := c.reg.ArgType(name)
-				fmt.Fprintf(tw, "%s\t%s\n", name, t)
+				fmt.Fprintf(tw, "%s\t%s\n", name, argShape(t))
 			}
 			tw.Flush()
 			return ExitOK
