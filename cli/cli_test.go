@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"flag"
 	"github.com/snappea/snappea/registry"
@@ -179,6 +180,26 @@ func TestEnvTwins_oneMeaning(t *testing.T) {
 		}
 		if f := cmd.flags().Lookup("batch"); f != nil && cmd.name != "run" && strings.Contains(f.Usage, envMark) {
 			t.Errorf("%s --batch reads SNAPPEA_BATCH, which is run's", cmd.name)
+		}
+	}
+}
+
+func TestLogFlags_durations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var b strings.Builder
+		l := logFlags{format: format, level: "info"}
+		log, _, err := l.logger(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("x", "duration", 1500*time.Microsecond, slog.Group("g", "graceful_timeout", 10*time.Second))
+		for _, want := range []string{"1.5ms", "10s"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: %q does not write a duration as %q", format, b.String(), want)
+			}
+		}
+		if format == "json" && strings.Contains(b.String(), "1500000") {
+			t.Errorf("json: %q writes nanoseconds", b.String())
 		}
 	}
 }

@@ -48,7 +48,7 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, *logFile, error) {
 		}
 		w = file
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	switch strings.ToLower(l.format) {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), file, nil
@@ -60,6 +60,16 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, *logFile, error) {
 		}
 		return nil, nil, fmt.Errorf("--log-format %q: want text or json", l.format)
 	}
+}
+
+// durationsAsText writes every duration as Go writes it ("1.5ms", "10s"),
+// in JSON too, where slog would write integer nanoseconds: one rule for
+// every record, whatever its key, and the same text in both formats.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // logFile is a log file that can be reopened under the same name after

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHelp(t *testing.T) {
@@ -265,4 +266,23 @@ func TestPending(t *testing.T) {
 	runUsageErrors(t, []usageError{
 		{name: "limit zero", args: []string{"pending", "--dir", "DIR", "--limit", "0"}, want: []string{"--limit 0: want at least 1"}},
 	})
+}
+
+// TestStartupRecord: the start-up record gives the batch in effect, and
+// JSON logs write durations as text.
+func TestStartupRecord(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		batch int64
+	}{{[]string{"--workers", "4"}, 4}, {[]string{"--workers", "4", "--batch", "2"}, 2}, {[]string{"--workers", "2", "--batch", "8"}, 2}} {
+		d := startDaemon(t, dataDir(t), append(tt.args, "--poll-interval", "1500ms")...)
+		rec := d.waitFor(time.Second, "the start-up record", isMsg("foreman started"))
+		if got := rec.int("batch"); got != tt.batch {
+			t.Errorf("%v: batch %d in the start-up record, want %d", tt.args, got, tt.batch)
+		}
+		if got := rec["poll_interval"]; got != "1.5s" {
+			t.Errorf("%v: poll_interval %#v, want \"1.5s\"", tt.args, got)
+		}
+		d.stop()
+	}
 }
