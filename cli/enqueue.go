@@ -89,7 +89,9 @@ func (c *cmdEnv) enqueueCommand() command {
 				return ExitError
 			}
 			defer q.Close()
-			return c.enqueue(ctx, q, task, raw, o, count, batch)
+			// On a terminal, a long run shows its progress after a few
+			// seconds, as bench does.
+			return c.enqueue(ctx, q, task, raw, o, count, batch, c.progressBar())
 		},
 	}
 }
@@ -143,7 +145,26 @@ func (o *optionFlags) options() registry.Options {
 		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key}
 }
 
-func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, opts registry.Options, count int, batch bool) int {
+// progressEvery is how many tasks enqueue queues between two reports of
+// its progress: often enough for the eye, rarely enough to cost nothing.
+const progressEvery = 100
+
+// progress shows how far a long command is: benchProgress, the bar of
+// bench, on a terminal.
+type progress interface {
+	update(step, steps int, what string)
+	finish()
+}
+
+// enqueue queues count tasks, telling progress how many are done now and
+// then.
+func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, opts registry.Options, count int, batch bool,
+	prog progress) int {
+	report := func(i int) {
+		if i%progressEvery == 0 {
+			prog.update(i, count, "enqueue "+task)
+		}
+	}
 	out := bufio.NewWriter(c.Stdout)
 	defer out.Flush()
 	start := time.Now()
@@ -166,7 +187,8 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 		// duplicate knows the task holding the key (EnqueueMany leaves it 0).
 		var results []registry.Result
 		err = q.InTx(ctx, func(tx *sql.Tx) error {
-			for range count {
+			for i := range count {
+				report(i)
 				res, err := q.EnqueueWithTx(ctx, tx, task, args, opts)
 				if err != nil {
 					return err
@@ -191,7 +213,8 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 			add(registry.Result{ID: id})
 		}
 	default:
-		for range count {
+		for i := range count {
+			report(i)
 			var res registry.Result
 			res, err = q.EnqueueWith(ctx, task, args, opts)
 			if err != nil {
@@ -201,6 +224,7 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 		}
 	}
 	elapsed := time.Since(start)
+	prog.finish()
 	out.Flush()
 	dups.report(c, opts.Key)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -284,5 +285,45 @@ func TestStartupRecord(t *testing.T) {
 			t.Errorf("%v: poll_interval %#v, want \"1.5s\"", tt.args, got)
 		}
 		d.stop()
+	}
+}
+
+// TestEnqueueProgressOnATerminal: a long 'enqueue --count' shows the
+// progress bar on a terminal (a pseudo-terminal from script(1)), and
+// nothing of it when stderr is not one.
+func TestEnqueueProgressOnATerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a long enqueue")
+	}
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to run snappea on a pseudo-terminal")
+	}
+	dir := dataDir(t)
+	count := 100000
+	if raceEnabled { // about ten times slower
+		count = 15000
+	}
+	cmdline := fmt.Sprintf("%s enqueue --dir %s --count %d snappea.noop >/dev/null", bin, dir, count)
+	cmd := exec.Command(script, "-qec", cmdline, "/dev/null")
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmdline, err, out)
+	}
+	m := regexp.MustCompile(fmt.Sprintf(`enqueued %d × snappea.noop in (\S+) \(`, count)).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary in %q", out)
+	}
+	took, _ := time.ParseDuration(string(m[1]))
+	if took < 3*time.Second {
+		t.Skipf("the enqueue took %v: too short to show progress", took)
+	}
+	if !regexp.MustCompile(`enqueue snappea.noop\s+\d+% \|`).Match(out) {
+		t.Errorf("no progress bar in the terminal's output:\n%q", out)
+	}
+	r := mustSnappea(t, "enqueue", "--dir", dir, "--count", "10", "snappea.noop")
+	if strings.Contains(r.stderr, "%") {
+		t.Errorf("progress written to a stderr that is not a terminal: %q", r.stderr)
 	}
 }
