@@ -311,9 +311,14 @@ func (d *dataFlags) pidPath() string {
 	return filepath.Join(d.dir, PIDFile)
 }
 
-// openReading opens the queue for a command that only reads it.
+// openReading opens the queue read-only for a command that only reads it,
+// so that a user who may read the data directory but not write it (a
+// monitoring account) can: nothing is created or migrated.
 func (d *dataFlags) openReading(ctx context.Context) (*queue.Queue, error) {
-	return d.openExisting(ctx)
+	if _, err := os.Stat(d.dbPath()); err != nil {
+		return nil, fmt.Errorf("no snappea database at %s (is --dir right?): %w", d.dbPath(), err)
+	}
+	return queue.OpenReadOnly(ctx, d.queueConfig())
 }
 
 // openExisting opens the queue for a command that only looks at it: a

@@ -33,7 +33,11 @@ func (c *cmdEnv) failedCommand() command {
 		dataNames []string
 	)
 	open := func(ctx context.Context, sub string) (*queue.Queue, int) {
-		q, err := data.openExisting(ctx)
+		openQueue := data.openExisting
+		if sub == "list" || sub == "show" {
+			openQueue = data.openReading
+		}
+		q, err := openQueue(ctx)
 		if err != nil {
 			return nil, c.fail("failed "+sub, err)
 		}

@@ -191,7 +191,7 @@ func (c *cmdEnv) statsCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			q, err := data.openExisting(ctx)
+			q, err := data.openReading(ctx)
 			if err != nil {
 				return c.fail("stats", err)
 			}

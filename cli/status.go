@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,7 +34,7 @@ func (c *cmdEnv) statusCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			st, err := c.status(ctx, &data)
+			st, unknown, err := c.status(ctx, &data)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
@@ -45,42 +47,48 @@ func (c *cmdEnv) statusCommand() command {
 				}
 				return ExitOK
 			}
-			writeStatus(c.Stdout, st, data.dbPath())
+			writeStatus(c.Stdout, st, data.dbPath(), unknown)
 			return ExitOK
 		},
 	}
 }
 
 // status asks the daemon through its control socket and, without a
-// daemon, reads the queue itself.
-func (c *cmdEnv) status(ctx context.Context, data *dataFlags) (*control.Status, error) {
+// daemon, reads the queue itself. unknown, if set, says why it cannot
+// tell whether a daemon runs.
+func (c *cmdEnv) status(ctx context.Context, data *dataFlags) (st *control.Status, unknown string, err error) {
 	pid, err := pidfile.Running(data.lockPath())
-	if err != nil {
-		return nil, err
+	if errors.Is(err, fs.ErrPermission) {
+		// A monitoring account: the queue is still worth showing.
+		unknown = fmt.Sprintf("unknown: this user may not read the lock %s that tells", data.lockPath())
+		fmt.Fprintf(c.Stderr, "snappea status: cannot tell whether a daemon runs: %v\n", err)
+	} else if err != nil {
+		return nil, "", err
 	}
 	if pid != 0 {
 		st, err := data.client().Status(ctx)
 		if err == nil {
-			return st, nil
+			return st, "", nil
 		}
 		fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
 	}
-	q, err := data.openExisting(ctx)
+	q, err := data.openReading(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer q.Close()
 	qs, err := q.Stats(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	return &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
 		OldestAgeSeconds: qs.OldestAge.Seconds(), SchemaVersion: qs.SchemaVersion,
-		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}, nil
+		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}, unknown, nil
 }
 
 // writeStatus prints st as a compact table.
-func writeStatus(w io.Writer, st *control.Status, dbPath string) {
+// unknown, if set, says why whether a daemon runs is not known.
+func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
 	switch {
@@ -90,6 +98,8 @@ func writeStatus(w io.Writer, st *control.Status, dbPath string) {
 		fmt.Fprintf(tw, "workers\t%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
 	case st.PID != 0:
 		fmt.Fprintf(tw, "daemon\tpid %d holds the lock but does not answer\n", st.PID)
+	case unknown != "":
+		fmt.Fprintf(tw, "daemon\t%s\n", unknown)
 	default:
 		fmt.Fprintf(tw, "daemon\tnot running\n")
 	}
