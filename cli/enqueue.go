@@ -44,23 +44,20 @@ func (c *cmdEnv) enqueueCommand() command {
 		},
 		run: func(ctx context.Context, args []string) int {
 			if len(args) < 1 || len(args) > 2 {
-				fmt.Fprintln(c.Stderr, "snappea enqueue: want TASK and optionally its JSON arguments; see 'snappea enqueue -h'")
-				return ExitUsage
+				return c.usagef("enqueue", "want TASK and optionally its JSON arguments")
 			}
 			if count < 1 {
 				return c.usagef("enqueue", "%s: want at least 1", c.given(fs, "count"))
 			}
 			if err := opts.when(fs); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
-				return ExitUsage
+				return c.usagef("enqueue", "%v", err)
 			}
 			task := args[0]
 			var raw json.RawMessage = []byte("null")
 			if len(args) == 2 {
 				raw = json.RawMessage(args[1])
 				if !json.Valid(raw) {
-					fmt.Fprintf(c.Stderr, "snappea enqueue: the arguments for %s are not valid JSON\n", task)
-					return ExitUsage
+					return c.usagef("enqueue", "the arguments for %s are not valid JSON", task)
 				}
 			}
 			o := opts.options()
@@ -70,16 +67,14 @@ func (c *cmdEnv) enqueueCommand() command {
 					if errors.Is(err, registry.ErrUnknownTask) {
 						msg += "; this binary knows " + strings.Join(c.reg.Names(), ", ")
 					}
-					fmt.Fprintf(c.Stderr, "snappea enqueue: %s (--no-check enqueues it anyway)\n", msg)
-					return ExitUsage
+					return c.usagef("enqueue", "%s (--no-check enqueues it anyway)", msg)
 				}
 				// As a producer with the registry would: the definition's
 				// defaults, the flags winning.
 				o = c.reg.Options(task).Merge(o)
 			}
 			if err := o.Validate(); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
-				return ExitUsage
+				return c.usagef("enqueue", "%v", err)
 			}
 			cfg := data.queueConfig()
 			cfg.Logger = quietLogger(c.Stderr)

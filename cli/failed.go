@@ -48,8 +48,7 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "list the failed tasks, newest first, without their arguments\n(they can hold secrets: see show)",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) > 0 {
-					fmt.Fprintf(c.Stderr, "snappea failed list: takes no arguments, got %q\n", args)
-					return ExitUsage
+					return c.usagef("failed list", "takes no arguments, got %q", args)
 				}
 				q, code := open(ctx, "list")
 				if q == nil {
@@ -74,13 +73,11 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "show the failed task ID, all its fields and its JSON arguments",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) != 1 {
-					fmt.Fprintln(c.Stderr, "snappea failed show: want one ID, as 'snappea failed list' shows them")
-					return ExitUsage
+					return c.usagef("failed show", "want one ID, as 'snappea failed list' shows them")
 				}
 				id, err := parseID(args[0])
 				if err != nil {
-					fmt.Fprintf(c.Stderr, "snappea failed show: ID %v\n", err)
-					return ExitUsage
+					return c.usagef("failed show", "ID %v", err)
 				}
 				q, code := open(ctx, "show")
 				if q == nil {
@@ -104,15 +101,13 @@ func (c *cmdEnv) failedCommand() command {
 				"and delete their records; prints the new task ids (--all: how many)",
 			run: func(ctx context.Context, args []string) int {
 				if all == (len(args) > 0) {
-					fmt.Fprintln(c.Stderr, "snappea failed retry: want the IDs to retry, as 'snappea failed list' shows them, or --all")
-					return ExitUsage
+					return c.usagef("failed retry", "want the IDs to retry, as 'snappea failed list' shows them, or --all")
 				}
 				ids := make([]int64, len(args))
 				for i, a := range args {
 					var err error
 					if ids[i], err = parseID(a); err != nil {
-						fmt.Fprintf(c.Stderr, "snappea failed retry: ID %v\n", err)
-						return ExitUsage
+						return c.usagef("failed retry", "ID %v", err)
 					}
 				}
 				q, code := open(ctx, "retry")
@@ -142,8 +137,7 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "delete every failed task record",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) > 0 {
-					fmt.Fprintf(c.Stderr, "snappea failed purge: takes no arguments, got %q\n", args)
-					return ExitUsage
+					return c.usagef("failed purge", "takes no arguments, got %q", args)
 				}
 				q, code := open(ctx, "purge")
 				if q == nil {
@@ -193,16 +187,17 @@ Subcommands:
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
+			names := make([]string, len(subs))
+			for i, s := range subs {
+				names[i] = s.name
+			}
+			list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 			if len(args) == 0 {
-				fmt.Fprintln(c.Stderr, "snappea failed: want a subcommand")
-				usage(c.Stderr)
-				return ExitUsage
+				return c.usagef("failed", "want a subcommand: %s", list)
 			}
 			i := slices.IndexFunc(subs, func(s failedSub) bool { return s.name == args[0] })
 			if i < 0 {
-				fmt.Fprintf(c.Stderr, "snappea failed: unknown subcommand %q\n", args[0])
-				usage(c.Stderr)
-				return ExitUsage
+				return c.usagef("failed", "unknown subcommand %q: want %s", args[0], list)
 			}
 			sub := &subs[i]
 			takes := func(name string) bool { return slices.Contains(dataNames, name) || slices.Contains(sub.flags, name) }
@@ -215,9 +210,7 @@ Subcommands:
 				}
 			})
 			if len(stray) > 0 {
-				fmt.Fprintf(c.Stderr, "snappea failed %s: does not take %s; see 'snappea failed %s -h'\n",
-					sub.name, strings.Join(stray, ", "), sub.name)
-				return ExitUsage
+				return c.usagef("failed "+sub.name, "does not take %s", strings.Join(stray, ", "))
 			}
 			// The subcommand's FlagSet shares the values of the command's,
 			// whose environment twins are applied already.

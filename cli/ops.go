@@ -140,8 +140,7 @@ func (c *cmdEnv) workersCommand() command {
 			}
 			n, err := strconv.Atoi(args[0])
 			if len(args) > 1 || err != nil || n < 1 {
-				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, at least 1; got %q\n", args)
-				return ExitUsage
+				return c.usagef("workers", "want one number of workers, at least 1; got %q", args)
 			}
 			if err := cl.SetWorkers(ctx, n); err != nil {
 				return c.fail("workers", err)

@@ -184,13 +184,11 @@ func (c *cmdEnv) schedulesCommand() command {
 		},
 		run: func(ctx context.Context, args []string) int {
 			if len(args) > 0 {
-				fmt.Fprintf(c.Stderr, "snappea schedules: takes no arguments, got %q\n", args)
-				return ExitUsage
+				return c.usagef("schedules", "takes no arguments, got %q", args)
 			}
 			defs, err := c.schedules(file)
 			if err != nil {
-				fmt.Fprintf(c.Stderr, "snappea schedules: %v\n", err)
-				return ExitUsage
+				return c.usagef("schedules", "%v", err)
 			}
 			q, err := data.openExisting(ctx)
 			if err != nil {
