@@ -557,6 +557,9 @@ func TestMetrics_Scraped(t *testing.T) {
 	mustSnappea(t, "enqueue", "--dir", dir, "--count", "7", "snappea.noop")
 	mustSnappea(t, "enqueue", "--dir", dir, "snappea.fail", `{"msg": "no"}`)
 	d.waitUntil(10*time.Second, "8 tasks", func() bool { return d.count(isMsg("task done")) == 8 })
+	// "task done" comes before a failed task is recorded and its worker
+	// freed.
+	waitFull(t, dir, 10*time.Second, "no worker busy", func(s control.Status) bool { return s.WorkersBusy == 0 })
 
 	resp, err := http.Get(addr)
 	if err != nil {
