@@ -70,7 +70,12 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags) (st *control.Statu
 		if err == nil {
 			return st, "", nil
 		}
-		fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
+		if errors.Is(err, control.ErrPermission) {
+			unknown = fmt.Sprintf("pid %d is running; its control socket answers only the daemon's user and root", pid)
+			fmt.Fprintf(c.Stderr, "snappea status: %v; showing the queue from the database\n", err)
+		} else {
+			fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
+		}
 	}
 	q, err := data.openReading(ctx)
 	if err != nil {
@@ -96,10 +101,10 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 		fmt.Fprintf(tw, "daemon\t%s, pid %d, up %s, generation %d\n", st.State, st.PID,
 			formatDuration(time.Since(st.StartedAt).Round(time.Second)), st.Generation)
 		fmt.Fprintf(tw, "workers\t%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
-	case st.PID != 0:
-		fmt.Fprintf(tw, "daemon\tpid %d holds the lock but does not answer\n", st.PID)
 	case unknown != "":
 		fmt.Fprintf(tw, "daemon\t%s\n", unknown)
+	case st.PID != 0:
+		fmt.Fprintf(tw, "daemon\tpid %d holds the lock but does not answer\n", st.PID)
 	default:
 		fmt.Fprintf(tw, "daemon\tnot running\n")
 	}

@@ -2,9 +2,11 @@ package integration_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,6 +81,16 @@ func TestStatus_AsAUserWhoMayOnlyRead(t *testing.T) {
 	r = snappeaWith(t, asNobody, "status", "--dir", dir)
 	if r.code != 0 || !strings.Contains(r.stdout, "unknown: this user may not read the lock") {
 		t.Errorf("status as nobody: exit %d, %q", r.code, r.stdout)
+	}
+	// Where it may read the lock, it knows the daemon runs, and that the
+	// control socket is not for it.
+	if err := os.Chmod(filepath.Join(dir, "snappea.lock"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = snappeaWith(t, asNobody, "status", "--dir", dir)
+	if want := fmt.Sprintf("pid %d is running; its control socket answers only the daemon's user and root", d.pid()); r.code != 0 ||
+		!strings.Contains(r.stdout, want) || !regexp.MustCompile(`(?m)^pending\s+3 `).MatchString(r.stdout) {
+		t.Errorf("status as nobody, the lock readable: exit %d, %q, %q; want %q and the queue", r.code, r.stdout, r.stderr, want)
 	}
 	r = snappeaWith(t, asNobody, "pending", "--dir", dir)
 	if r.code != 0 || strings.Count(r.stdout, "snappea.noop") != 3 {
