@@ -378,3 +378,29 @@ func TestApply_StrictTasks(t *testing.T) {
 		t.Errorf("ids after the upgrade end at %d, %v; want %d (after the claimed %d)", next, err, last+3, last)
 	}
 }
+
+// An empty queue keeps its AUTOINCREMENT counter through the upgrade too:
+// an insert into an AUTOINCREMENT table writes the counter even when it
+// copies no row.
+func TestApply_StrictTasksEmptyQueue(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t)
+	db.SetMaxOpenConns(1)
+	if _, err := apply(ctx, db, SQLite()[:4]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO snappea_tasks (task, args, created_at) VALUES ('t', '{}', 1), ('t', '{}', 1), ('t', '{}', 1);
+		DELETE FROM snappea_tasks`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`INSERT INTO snappea_tasks (task, args, created_at) VALUES ('t', '{}', 1)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := res.LastInsertId(); id != 4 {
+		t.Errorf("first id after the upgrade = %d, want 4", id)
+	}
+}
