@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +183,27 @@ func TestQueue_BadRows(t *testing.T) {
 	}
 	if s.Pending != 1 || s.Delayed != 1 {
 		t.Errorf("after claiming everything: %+v, want the delayed good task %d only", s, later)
+	}
+}
+
+// A claim for more slots than there are tasks allocates for the tasks, not
+// for the slots: a pool of a billion workers claims like one of sixteen.
+func TestQueue_ClaimManySlots(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, Config{})
+	for range 3 {
+		if _, err := q.Enqueue(ctx, "t", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ts, err := q.Claim(ctx, 1_000_000_000)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(ts) != 3 {
+		t.Fatalf("Claim(1e9) = %d tasks, %v; want 3", len(ts), err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+		t.Errorf("Claim(1e9) of 3 tasks allocated %d bytes", d)
 	}
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -908,14 +909,16 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
-	// Sized by the rows returned, not by n: n is the free worker slots,
-	// which may be many more than the tasks waiting.
-	var tasks []Task
+	// Not sized by n alone: n is the free worker slots, which may be far
+	// more than the tasks waiting. Up to claimPrealloc rows fill it without
+	// a copy; more grow it by the rows returned.
+	tasks := make([]Task, 0, min(n, claimPrealloc))
 	// Every column is scanned into an any, which cannot fail whatever the
 	// row holds (a failed Scan would leave rows deleted and never handed
 	// out), and converted per row.
 	var cols [9]any
-	dest := []any{&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]}
+	var args argsColumn
+	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			// Not expected with *any destinations; the row is deleted, so it
@@ -924,7 +927,7 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 			tasks = append(tasks, Task{Err: fmt.Errorf("%w: the row could not be read", ErrBadRow)})
 			continue
 		}
-		tasks = append(tasks, q.taskFromRow(&cols))
+		tasks = append(tasks, q.taskFromRow(&cols, &args))
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
@@ -943,12 +946,17 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	return tasks, nil
 }
 
+// claimPrealloc is the most task slots a claim allocates before it has
+// rows to put in them.
+const claimPrealloc = 256
+
 // taskFromRow converts the claim's columns (id, task, args, created_at,
-// priority, attempt, max_attempts, timeout_ns, key) into a Task. A column
+// priority, attempt, max_attempts, timeout_ns, key) into a Task, the
+// args column from args rather than c[2]. A column
 // of the wrong type sets Err, naming the first such column and the type it
 // should have, never the value; the columns that do convert are kept, for
 // the failure record.
-func (q *Queue) taskFromRow(c *[9]any) Task {
+func (q *Queue) taskFromRow(c *[9]any, args *argsColumn) Task {
 	var t Task
 	var bad []string
 	integer := func(name string, v any, unit string) int64 {
@@ -965,13 +973,10 @@ func (q *Queue) taskFromRow(c *[9]any) Task {
 	default:
 		bad = append(bad, badColumn("task", v, "TEXT (the task name)"))
 	}
-	switch v := c[2].(type) {
-	case []byte:
-		t.Args = v
-	case string:
-		t.Args = []byte(v)
-	default:
-		bad = append(bad, badColumn("args", v, "TEXT or BLOB (JSON)"))
+	if args.ok {
+		t.Args = args.b
+	} else {
+		bad = append(bad, badColumn("args", args.other, "TEXT or BLOB (JSON)"))
 	}
 	t.EnqueuedAt = time.Unix(0, integer("created_at", c[3], " (Unix nanoseconds)"))
 	t.Priority = int(integer("priority", c[4], ""))
@@ -993,6 +998,30 @@ func (q *Queue) taskFromRow(c *[9]any) Task {
 			ErrBadRow, len(t.Args), q.cfg.MaxArgsSize)
 	}
 	return t
+}
+
+// argsColumn scans the args column whatever it holds: a blob or text is
+// copied into b (the driver reuses its memory) and ok set; any other value
+// is kept in other, to name its type. A Scanner rather than an *any,
+// which would box the copy: one allocation per task less.
+type argsColumn struct {
+	b     []byte
+	ok    bool
+	other any
+}
+
+func (a *argsColumn) Scan(src any) error {
+	*a = argsColumn{ok: true}
+	switch v := src.(type) {
+	case []byte:
+		a.b = bytes.Clone(v)
+	case string:
+		a.b = []byte(v)
+	default:
+		a.ok = false
+		a.other = src
+	}
+	return nil
 }
 
 // badColumn says that column holds a value of the wrong type: its SQLite
