@@ -207,3 +207,29 @@ func TestQueue_ClaimManySlots(t *testing.T) {
 		t.Errorf("Claim(1e9) of 3 tasks allocated %d bytes", d)
 	}
 }
+
+// A failure record of a bad row whose arguments are not JSON (as the
+// upgrade to STRICT records them) does not make retrying all the others
+// fail: it stays, for an operator to look at.
+func TestQueue_RetryAllFailuresKeepsUnretryable(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, Config{})
+	if _, err := q.Enqueue(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	ts := mustClaim(t, q, 1)
+	if err := q.Fail(ctx, &ts[0], errors.New("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Fail(ctx, &Task{ID: 99, Name: "t", Args: []byte(`{"not json`), Attempt: 1}, errors.New("bad task row")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := q.RetryAllFailures(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RetryAllFailures = %d, %v; want 1, nil", n, err)
+	}
+	fs, err := q.Failures(ctx, 0)
+	if err != nil || len(fs) != 1 || fs[0].TaskID != 99 {
+		t.Errorf("failures left = %+v, %v; want the record of task 99", fs, err)
+	}
+}
