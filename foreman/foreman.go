@@ -759,6 +759,10 @@ func (f *Foreman) report(err error, t *queue.Task) {
 // ended, retries or records it if it failed, and hands the outcome to the
 // loop.
 func (f *Foreman) run(t queue.Task) {
+	if t.Err != nil {
+		f.discardRow(&t)
+		return
+	}
 	start := time.Now()
 	debug := f.log.Enabled(context.Background(), slog.LevelDebug)
 	if debug {
@@ -837,6 +841,22 @@ func (f *Foreman) run(t queue.Task) {
 		f.settle(&t, o, err, d)
 	}
 	f.results <- o
+}
+
+// discardRow ends a claimed row that cannot be run as a task (t.Err, see
+// queue.Task): it is never started, and is logged, recorded as failed and
+// reported like a task whose arguments do not decode. Retries are not
+// tried: the row would be as bad again.
+func (f *Foreman) discardRow(t *queue.Task) {
+	t.Attempt = max(t.Attempt, 1)
+	if f.log.Enabled(context.Background(), slog.LevelDebug) {
+		f.log.Debug("task done", "task", t.Name, "task_id", t.ID, "duration", time.Duration(0), "outcome", Discarded.String())
+	}
+	for _, ob := range f.cfg.Observers {
+		ob.Finished(t, Discarded, 0)
+	}
+	f.settle(t, Discarded, t.Err, 0)
+	f.results <- Discarded
 }
 
 // settle logs a task that did not succeed and decides what becomes of it:

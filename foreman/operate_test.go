@@ -3,6 +3,7 @@ package foreman
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -452,4 +453,36 @@ func (s *fakeStore) failures() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.fail...)
+}
+
+// A claimed row that cannot be run (queue.Task.Err) is never started: it
+// is discarded, recorded as failed once with its error, reported, never
+// retried, and the tasks claimed with it run.
+func TestForeman_BadRow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &fakeStore{}
+		h := newHarness(t, Config{Workers: 4, Store: store}, nil)
+		rowErr := fmt.Errorf("%w: column created_at is TEXT, want INTEGER (Unix nanoseconds)", queue.ErrBadRow)
+		h.src.add(registry.NoopTask, ``, 1)
+		// A name that would run, to show it is not run.
+		h.src.addTask(queue.Task{Name: registry.FailTask, Args: []byte(`{"msg":"ran"}`), MaxAttempts: 3, Err: rowErr}, 1)
+		h.src.add(registry.NoopTask, ``, 1)
+		h.start()
+		waitFor(t, "the three tasks", func() bool { return h.f.Counters().Done == 2 && h.f.Counters().Discarded == 1 })
+		h.stop()
+		h.wait(t)
+		if c := h.f.Counters(); c.Failed != 0 {
+			t.Errorf("counters = %+v, want the bad row discarded, not failed", c)
+		}
+		if f := store.failures(); len(f) != 1 || f[0] != rowErr.Error() {
+			t.Errorf("failure records = %q, want one: %q", f, rowErr)
+		}
+		if n := store.retries(); n != 0 {
+			t.Errorf("%d retries of the bad row, want 0", n)
+		}
+		errs, ids := h.rep.snapshot()
+		if len(errs) != 1 || !errors.Is(errs[0], queue.ErrBadRow) || ids[0] != 2 {
+			t.Errorf("reports = %v for tasks %v, want the bad row's error for task 2", errs, ids)
+		}
+	})
 }

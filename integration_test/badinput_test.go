@@ -64,6 +64,9 @@ func countTasks(t testing.TB, db *sql.DB) int {
 
 func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 	const secret = "hunter2"
+	// A secret that is a number: encoding/json's errors quoted numbers
+	// that did not fit their field.
+	const secretNum = "98765432109876543210"
 	rcv := sentrytest.NewReceiver()
 	t.Cleanup(rcv.Close)
 	dir := dataDir(t)
@@ -88,10 +91,17 @@ func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 	withName := func(w want, name string) want { w.name = name; return w }
 
 	enqueue(withName(discarded, "no.such.task"), "--no-check", "no.such.task", `{"password":"`+secret+`"}`)
-	enqueue(withName(discarded, "snappea.sleep"), "--no-check", "snappea.sleep", `{"ms":"soon","password":"`+secret+`"}`)
+	enqueue(withName(discarded, "snappea.sleep"), "--no-check", "snappea.sleep", `{"ms":"`+secret+`"}`)
+	enqueue(withName(discarded, "snappea.sleep"), "--no-check", "snappea.sleep", `{"ms":`+secretNum+`}`)
+	enqueue(withName(discarded, "snappea.sleep"), "--no-check", "snappea.sleep", `{"ms":1.`+secretNum+`}`)
+	enqueue(withName(discarded, "snappea.echo"), "--no-check", "snappea.echo", `{"msg":{"password":"`+secret+`"}}`)
 
 	db := openDB(t, dir)
-	tasks[insertTask(t, db, "snappea.echo", []byte("{not json"))] = withName(discarded, "snappea.echo")
+	// Arguments that are not JSON are refused by the table itself.
+	if _, err := db.Exec(`INSERT INTO snappea_tasks (task, args, created_at) VALUES (?, ?, ?)`,
+		"snappea.echo", []byte(`{"msg":"`+secret), time.Now().UnixNano()); err == nil || !strings.Contains(err.Error(), "args_is_json") {
+		t.Errorf("insert of arguments that are not JSON: err = %v, want the args_is_json constraint", err)
+	}
 	tasks[insertTask(t, db, "no.such.task.either", []byte(`{"password":"`+secret+`"}`))] = withName(discarded, "no.such.task.either")
 	// Empty arguments decode as JSON null: the zero value, a valid sleep.
 	tasks[insertTask(t, db, "snappea.sleep", []byte{})] = want{name: "snappea.sleep", outcome: "done"}
@@ -145,16 +155,18 @@ func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 	}
 
 	sum := d.stop()
-	for key, n := range map[string]int64{"done": 2, "failed": 1, "panicked": 1, "discarded": 4, "interrupted": 0} {
+	for key, n := range map[string]int64{"done": 2, "failed": 1, "panicked": 1, "discarded": 6, "interrupted": 0} {
 		if got := sum.int(key); got != n {
 			t.Errorf("stopped summary: %s = %d, want %d\n%v", key, got, n, sum)
 		}
 	}
 
-	// Arguments can hold secrets: the daemon logs them at no level.
+	// Arguments can hold secrets: the daemon logs them at no level, nor
+	// does it quote them in the errors it logs, stores and reports.
+	hasSecret := func(s string) bool { return strings.Contains(s, secret) || strings.Contains(s, secretNum) }
 	for _, r := range d.all(func(record) bool { return true }) {
 		b, _ := json.Marshal(r)
-		if strings.Contains(string(b), secret) {
+		if hasSecret(string(b)) {
 			t.Errorf("a log record contains the task arguments' secret: %s", b)
 		}
 		if _, ok := r["args"]; ok {
@@ -164,17 +176,26 @@ func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 	d.mu.Lock()
 	raw := d.raw.String()
 	d.mu.Unlock()
-	if strings.Contains(raw, secret) {
+	if hasSecret(raw) {
 		t.Errorf("the daemon's non-JSON output contains the secret:\n%s", raw)
+	}
+	for _, f := range failedList(t, dir) {
+		if hasSecret(f.Error) {
+			t.Errorf("failed task %d's error contains the secret: %q", f.TaskID, f.Error)
+		}
+	}
+	if r := mustSnappea(t, "failed", "list", "--dir", dir); hasSecret(r.stdout) || strings.TrimSpace(r.stdout) == "" {
+		t.Errorf("failed list shows the secret or no failures:\n%s", r.stdout)
 	}
 
 	// The daemon flushed its reports before it exited, so every event has
 	// been received by now.
 	reported := map[int64]sentrytest.Event{}
-	for range 6 {
+	const events = 8 // the discarded, failed and panicked tasks
+	for range events {
 		ev, err := rcv.Next(10 * time.Second)
 		if err != nil {
-			t.Fatalf("after %d of 6 Sentry events: %v", len(reported), err)
+			t.Fatalf("after %d of %d Sentry events: %v", len(reported), events, err)
 		}
 		var id int64
 		fmt.Sscan(ev.Tags["task_id"], &id)
@@ -185,7 +206,7 @@ func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 	}
 	select {
 	case ev := <-rcv.Events():
-		t.Errorf("unexpected 7th Sentry event: %s", ev.JSON)
+		t.Errorf("unexpected Sentry event after %d: %s", events, ev.JSON)
 	default:
 	}
 	for id, w := range tasks {
@@ -213,7 +234,7 @@ func TestBadTasksDoNotKillTheDaemon(t *testing.T) {
 		t.Errorf("the receiver could not decode a request: %v", err)
 	}
 	for _, b := range rcv.Bodies() {
-		if strings.Contains(string(b), secret) {
+		if hasSecret(string(b)) {
 			t.Errorf("a Sentry request contains the task arguments' secret:\n%s", b)
 		}
 	}

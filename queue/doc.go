@@ -50,6 +50,19 @@
 // that fails for good is recorded with [Queue.Fail], for an operator to list
 // ([Queue.Failures]), retry ([Queue.RetryFailure]) or purge.
 //
+// # Rows written by other programs
+//
+// The task table is a format other programs write too (see the README's
+// "Enqueue from another language"). It is STRICT, with CHECK constraints,
+// so SQLite refuses a row of the wrong types when it is written. A row that
+// gets past it anyway (a table recreated by hand) never stops the daemon
+// and never costs the tasks claimed with it: [Queue.Claim] hands it out
+// with [Task.Err] set (matching [ErrBadRow]), for the daemon to fail
+// without running it, as it does a task whose arguments exceed
+// [Config.MaxArgsSize]; [Queue.Promote] fails the delayed rows whose run_at
+// is not an integer; [Queue.Stats] counts what it can. Errors name the
+// column and the type wanted, never the value.
+//
 // # Backpressure
 //
 // With [Config.MaxBacklog] set, an enqueue that would take the tasks waiting

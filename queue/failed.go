@@ -142,7 +142,9 @@ func (q *Queue) RetryFailure(ctx context.Context, id int64) (int64, error) {
 }
 
 // RetryAllFailures is RetryFailure for every failed task, oldest first, in
-// one transaction. It returns how many it enqueued.
+// one transaction. It returns how many it enqueued. A record whose
+// arguments the task table refuses (not JSON: a bad row another program
+// wrote) is left in place rather than make the whole retry fail.
 func (q *Queue) RetryAllFailures(ctx context.Context) (int, error) {
 	if q.closed.Load() {
 		return 0, ErrClosed
@@ -151,7 +153,8 @@ func (q *Queue) RetryAllFailures(ctx context.Context) (int, error) {
 	err := q.writeTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO snappea_tasks
 			(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns)
-			SELECT task, args, ?, priority, 0, 1, max_attempts, timeout_ns FROM snappea_failed ORDER BY id`,
+			SELECT task, args, ?, priority, 0, 1, max_attempts, timeout_ns FROM snappea_failed
+			WHERE `+retryableSQL+` ORDER BY id`,
 			time.Now().UnixNano())
 		if err != nil {
 			return dbError(err)
@@ -160,7 +163,7 @@ func (q *Queue) RetryAllFailures(ctx context.Context) (int, error) {
 			return err
 		}
 		// The write lock is held since BEGIN: no failure was added meanwhile.
-		_, err = tx.ExecContext(ctx, `DELETE FROM snappea_failed`)
+		_, err = tx.ExecContext(ctx, `DELETE FROM snappea_failed WHERE `+retryableSQL)
 		return dbError(err)
 	})
 	if err != nil {
@@ -171,6 +174,10 @@ func (q *Queue) RetryAllFailures(ctx context.Context) (int, error) {
 	}
 	return int(n), nil
 }
+
+// retryableSQL selects the failure records whose arguments the task
+// table's args_is_json constraint accepts.
+const retryableSQL = `typeof(args) IN ('text', 'blob') AND (length(args) = 0 OR json_valid(CAST(args AS TEXT)))`
 
 // PurgeFailures deletes every failed task record and returns how many.
 func (q *Queue) PurgeFailures(ctx context.Context) (int, error) {

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +47,15 @@ var (
 	ErrBacklogFull = errors.New("queue backlog is full: the daemon is behind or stopped; shed load or retry later, or raise the limit (MaxBacklog)")
 	// ErrNotFound: no failed task has the id asked for.
 	ErrNotFound = errors.New("not found")
+	// ErrBadRow: a claimed row cannot be run as a task (see Task.Err): a
+	// column of the wrong type, or arguments over Config.MaxArgsSize. The
+	// error says which column and what type it should have, never the
+	// value.
+	ErrBadRow = errors.New("bad task row")
 )
+
+// DefaultMaxArgsSize is Config.MaxArgsSize's default: 1 MiB.
+const DefaultMaxArgsSize = 1 << 20
 
 // Config says where the queue lives and how to open it. The zero value is
 // usable: it opens ./snappea-data/snappea.db.
@@ -97,6 +107,11 @@ type Config struct {
 	// Other processes' enqueues since the last count go unseen, so together
 	// they can overshoot the limit by what they enqueue in one interval.
 	MaxBacklog int
+	// MaxArgsSize is the largest encoded arguments a task may have, in
+	// bytes. The daemon fails, without running it, a claimed task whose
+	// arguments are larger (a row written by another program). Default
+	// DefaultMaxArgsSize.
+	MaxArgsSize int
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -121,6 +136,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxBacklog < 0 {
 		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
 	}
+	if c.MaxArgsSize < 0 {
+		return fmt.Errorf("queue config: MaxArgsSize %d is negative (0 means the default, %d)", c.MaxArgsSize, DefaultMaxArgsSize)
+	}
+	if c.MaxArgsSize == 0 {
+		c.MaxArgsSize = DefaultMaxArgsSize
+	}
 	if c.Inline && c.Registry == nil {
 		return errors.New("queue config: Inline needs a Registry to run tasks with")
 	}
@@ -141,6 +162,10 @@ type Task struct {
 	MaxAttempts int           // total attempts allowed; 0 or 1: no retries
 	Timeout     time.Duration // the handler's deadline; 0: none
 	Key         string        // the unique key it was enqueued with, if any; free again once claimed
+	// Err, if set, says why the claimed row cannot be run (it matches
+	// ErrBadRow): fail the task, do not run it. The fields that could be
+	// read are set, for the failure record.
+	Err error
 }
 
 // Job is one task to enqueue with EnqueueMany.
@@ -201,7 +226,9 @@ const (
 		(SELECT id FROM snappea_tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT ?)
 		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`
 	nextDueSQL = `SELECT min(run_at) FROM snappea_tasks WHERE run_at > 0`
-	promoteSQL = `UPDATE snappea_tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= ?`
+	// Only integers: a run_at of another type is failed instead (see
+	// readNextDue).
+	promoteSQL = `UPDATE snappea_tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= ? AND typeof(run_at) = 'integer'`
 	// Bounded: counting stops at the limit's worth of index entries.
 	countDueSQL = `SELECT count(*) FROM (SELECT 1 FROM snappea_tasks WHERE run_at <= ? LIMIT ?)`
 	// At least the number of pending tasks, in two look-ups of the primary
@@ -828,7 +855,11 @@ func (q *Queue) runCommitted(ctx context.Context) error {
 			return err
 		}
 		for _, t := range ts {
-			if err := q.run(ctx, t); err != nil && first == nil {
+			err := t.Err
+			if err == nil {
+				err = q.run(ctx, t)
+			}
+			if err != nil && first == nil {
 				first = err
 			}
 		}
@@ -857,6 +888,12 @@ func (q *Queue) run(ctx context.Context, t Task) error {
 // delete commits before Claim returns, so every task it returns is gone
 // from the queue: run it or lose it, never run it twice. Delayed tasks are
 // not claimed until Promote has made them ready.
+//
+// A row that cannot be run as a task (a column of the wrong type, written
+// by another program into a table that is not STRICT, or arguments larger
+// than Config.MaxArgsSize) is returned all the same, with Err set to an
+// error matching ErrBadRow: it must be failed, not run. One bad row never
+// costs the others claimed with it.
 func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if n <= 0 {
 		return nil, nil
@@ -872,26 +909,25 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
-	tasks := make([]Task, 0, n)
-	// One set of destinations for all rows: each escapes to the heap. The
-	// ints are int64s because database/sql converts to int by reflection.
-	var (
-		t                                                Task
-		created, priority, attempt, maxAttempts, timeout int64
-		key                                              sql.NullString
-	)
-	dest := []any{&t.ID, &t.Name, &t.Args, &created, &priority, &attempt, &maxAttempts, &timeout, &key}
+	// Not sized by n alone: n is the free worker slots, which may be far
+	// more than the tasks waiting. Up to claimPrealloc rows fill it without
+	// a copy; more grow it by the rows returned.
+	tasks := make([]Task, 0, min(n, claimPrealloc))
+	// Every column is scanned into an any, which cannot fail whatever the
+	// row holds (a failed Scan would leave rows deleted and never handed
+	// out), and converted per row.
+	var cols [9]any
+	var args argsColumn
+	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]}
 	for rows.Next() {
-		t = Task{} // Scan gives every row its own Name and Args
 		if err := rows.Scan(dest...); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("claim tasks: %w", err)
+			// Not expected with *any destinations; the row is deleted, so it
+			// is handed out as a bad one rather than lost without a word.
+			// The error is not quoted: conversion errors quote values.
+			tasks = append(tasks, Task{Err: fmt.Errorf("%w: the row could not be read", ErrBadRow)})
+			continue
 		}
-		t.EnqueuedAt = time.Unix(0, created)
-		t.Priority, t.Attempt, t.MaxAttempts = int(priority), int(attempt), int(maxAttempts)
-		t.Timeout = time.Duration(timeout)
-		t.Key = key.String
-		tasks = append(tasks, t)
+		tasks = append(tasks, q.taskFromRow(&cols, &args))
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
@@ -908,6 +944,108 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 		return cmp.Compare(a.ID, b.ID)
 	})
 	return tasks, nil
+}
+
+// claimPrealloc is the most task slots a claim allocates before it has
+// rows to put in them.
+const claimPrealloc = 256
+
+// taskFromRow converts the claim's columns (id, task, args, created_at,
+// priority, attempt, max_attempts, timeout_ns, key) into a Task, the
+// args column from args rather than c[2]. A column
+// of the wrong type sets Err, naming the first such column and the type it
+// should have, never the value; the columns that do convert are kept, for
+// the failure record.
+func (q *Queue) taskFromRow(c *[9]any, args *argsColumn) Task {
+	var t Task
+	var bad []string
+	integer := func(name string, v any, unit string) int64 {
+		if n, ok := v.(int64); ok {
+			return n
+		}
+		bad = append(bad, badColumn(name, v, "INTEGER"+unit))
+		return 0
+	}
+	t.ID = integer("id", c[0], "")
+	switch v := c[1].(type) {
+	case string:
+		t.Name = v
+	default:
+		bad = append(bad, badColumn("task", v, "TEXT (the task name)"))
+	}
+	if args.ok {
+		t.Args = args.b
+	} else {
+		bad = append(bad, badColumn("args", args.other, "TEXT or BLOB (JSON)"))
+	}
+	t.EnqueuedAt = time.Unix(0, integer("created_at", c[3], " (Unix nanoseconds)"))
+	t.Priority = int(integer("priority", c[4], ""))
+	t.Attempt = int(integer("attempt", c[5], ""))
+	t.MaxAttempts = int(integer("max_attempts", c[6], ""))
+	t.Timeout = time.Duration(integer("timeout_ns", c[7], " (nanoseconds)"))
+	switch v := c[8].(type) {
+	case nil:
+	case string:
+		t.Key = v
+	default:
+		bad = append(bad, badColumn("key", v, "TEXT or NULL"))
+	}
+	switch {
+	case len(bad) > 0:
+		t.Err = fmt.Errorf("%w: %s", ErrBadRow, strings.Join(bad, "; "))
+	case len(t.Args) > q.cfg.MaxArgsSize:
+		t.Err = fmt.Errorf("%w: arguments are %d bytes, over the limit of %d (MaxArgsSize)",
+			ErrBadRow, len(t.Args), q.cfg.MaxArgsSize)
+	}
+	return t
+}
+
+// argsColumn scans the args column whatever it holds: a blob or text is
+// copied into b (the driver reuses its memory) and ok set; any other value
+// is kept in other, to name its type. A Scanner rather than an *any,
+// which would box the copy: one allocation per task less.
+type argsColumn struct {
+	b     []byte
+	ok    bool
+	other any
+}
+
+func (a *argsColumn) Scan(src any) error {
+	*a = argsColumn{ok: true}
+	switch v := src.(type) {
+	case []byte:
+		a.b = bytes.Clone(v)
+	case string:
+		a.b = []byte(v)
+	default:
+		a.ok = false
+		a.other = src
+	}
+	return nil
+}
+
+// badColumn says that column holds a value of the wrong type: its SQLite
+// type, never the value, which may be a secret.
+func badColumn(column string, v any, want string) string {
+	return fmt.Sprintf("column %s is %s, want %s", column, sqliteType(v), want)
+}
+
+// sqliteType names the SQLite storage class of a value as the driver
+// returns it.
+func sqliteType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "NULL"
+	case int64:
+		return "INTEGER"
+	case float64:
+		return "REAL"
+	case string:
+		return "TEXT"
+	case []byte:
+		return "BLOB"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // Promote makes every delayed task due at or before now ready to claim,
@@ -936,12 +1074,86 @@ func (q *Queue) Promote(ctx context.Context, now time.Time) (next time.Time, err
 }
 
 // readNextDue returns the earliest run_at of the delayed tasks, 0 if none.
+// A run_at that is not an integer (a REAL such as Python's time.time(), or
+// TEXT), which only a table that is not STRICT holds, would otherwise be
+// the earliest forever: those rows are failed first (see failBadRunAt).
 func (q *Queue) readNextDue(ctx context.Context) (int64, error) {
-	var due sql.NullInt64
-	if err := q.nextDue.QueryRowContext(ctx).Scan(&due); err != nil {
-		return 0, fmt.Errorf("read next due task: %w", dbError(err))
+	for swept := false; ; swept = true {
+		var due any
+		if err := q.nextDue.QueryRowContext(ctx).Scan(&due); err != nil {
+			return 0, fmt.Errorf("read next due task: %w", dbError(err))
+		}
+		switch v := due.(type) {
+		case nil:
+			return 0, nil
+		case int64:
+			return v, nil
+		}
+		if swept {
+			return 0, fmt.Errorf("read next due task: run_at is %s, want INTEGER, after failing such rows", sqliteType(due))
+		}
+		if err := q.failBadRunAt(ctx); err != nil {
+			return 0, err
+		}
 	}
-	return due.Int64, nil
+}
+
+// badRowSQL says what is wrong with a snappea_tasks row, as migration 0005
+// does and in its words: the first column of the wrong type, never the
+// value.
+const badRowSQL = `'bad task row: ' || CASE
+	WHEN typeof(task) <> 'text' THEN 'column task is ' || upper(typeof(task)) || ', want TEXT (the task name)'
+	WHEN typeof(args) NOT IN ('text', 'blob') THEN 'column args is ' || upper(typeof(args)) || ', want TEXT or BLOB (JSON)'
+	WHEN typeof(created_at) <> 'integer' THEN 'column created_at is ' || upper(typeof(created_at)) || ', want INTEGER (Unix nanoseconds)'
+	WHEN typeof(priority) <> 'integer' THEN 'column priority is ' || upper(typeof(priority)) || ', want INTEGER'
+	WHEN typeof(run_at) <> 'integer' THEN 'column run_at is ' || upper(typeof(run_at)) || ', want INTEGER (0, or Unix nanoseconds)'
+	WHEN typeof(attempt) <> 'integer' THEN 'column attempt is ' || upper(typeof(attempt)) || ', want INTEGER'
+	WHEN typeof(max_attempts) <> 'integer' THEN 'column max_attempts is ' || upper(typeof(max_attempts)) || ', want INTEGER'
+	WHEN typeof(timeout_ns) <> 'integer' THEN 'column timeout_ns is ' || upper(typeof(timeout_ns)) || ', want INTEGER (nanoseconds)'
+	ELSE 'column key is ' || upper(typeof(key)) || ', want TEXT or NULL'
+END`
+
+// badRunAtSQL selects the delayed rows whose run_at is not an integer
+// (TEXT and BLOB sort after every number, so they are > 0 too).
+const badRunAtSQL = `run_at > 0 AND typeof(run_at) <> 'integer'`
+
+// failBadRunAt moves the delayed rows whose run_at is not an integer into
+// the failed tasks, each with an error naming the column, in one
+// transaction. It scans the delayed rows, but runs only when such a row
+// has been seen. The run_at unit is not guessed: a REAL may be seconds or
+// nanoseconds, and running a task at a time nobody asked for is worse than
+// a failure record an operator can retry.
+func (q *Queue) failBadRunAt(ctx context.Context) error {
+	var n int64
+	err := q.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO snappea_failed
+			(task_id, task, args, error, attempts, failed_at, priority, max_attempts, timeout_ns)
+			SELECT id,
+			       CASE WHEN typeof(task) = 'text' THEN task ELSE '' END,
+			       CASE WHEN typeof(args) IN ('text', 'blob') THEN args ELSE X'' END,
+			       `+badRowSQL+`,
+			       CASE WHEN typeof(attempt) = 'integer' THEN max(attempt, 1) ELSE 1 END,
+			       ?,
+			       CASE WHEN typeof(priority) = 'integer' THEN priority ELSE 0 END,
+			       CASE WHEN typeof(max_attempts) = 'integer' THEN max(max_attempts, 0) ELSE 0 END,
+			       CASE WHEN typeof(timeout_ns) = 'integer' THEN max(timeout_ns, 0) ELSE 0 END
+			FROM snappea_tasks WHERE `+badRunAtSQL, time.Now().UnixNano())
+		if err != nil {
+			return dbError(err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM snappea_tasks WHERE `+badRunAtSQL)
+		if err != nil {
+			return dbError(err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fail delayed tasks whose run_at is not an integer: %w", err)
+	}
+	q.log.Warn("delayed tasks whose run_at is not an integer (Unix nanoseconds) were failed, not run; see snappea failed list",
+		"count", n)
+	return nil
 }
 
 // unixTime is time.Unix(0, ns), but the zero time for 0.
@@ -1021,7 +1233,10 @@ type Stats struct {
 // included.
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	var nextDue, oldestID, oldestAt sql.NullInt64
+	// any: a table that is not STRICT may hold a run_at or created_at of
+	// another type, and status must still answer. Such a value counts as
+	// no due time, no age.
+	var nextDue, oldestID, oldestAt any
 	// One statement: one consistent snapshot, without a transaction (ours
 	// begin IMMEDIATE, taking the write lock).
 	err := q.db.QueryRowContext(ctx, `WITH oldest AS (SELECT min(id) AS id FROM snappea_tasks WHERE run_at = 0)
@@ -1036,10 +1251,14 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		return s, fmt.Errorf("read queue stats: %w", dbError(err))
 	}
 	s.Pending = s.Ready + s.Delayed
-	s.NextDue = unixTime(nextDue.Int64)
-	if oldestID.Valid && oldestAt.Valid {
-		s.OldestID = oldestID.Int64
-		s.OldestAge = max(time.Since(time.Unix(0, oldestAt.Int64)), 0)
+	if ns, ok := nextDue.(int64); ok {
+		s.NextDue = unixTime(ns)
+	}
+	if id, ok := oldestID.(int64); ok {
+		s.OldestID = id
+		if ns, ok := oldestAt.(int64); ok {
+			s.OldestAge = max(time.Since(time.Unix(0, ns)), 0)
+		}
 	}
 	s.SchemaVersion, err = migrations.Version(ctx, q.db)
 	return s, err

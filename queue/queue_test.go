@@ -81,13 +81,17 @@ func TestConfig_Defaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Dir: "snappea-data", DBPath: filepath.Join("snappea-data", "snappea.db"),
-		WakeupDir: filepath.Join("snappea-data", "wakeup"), BusyTimeout: 5 * time.Second}
+		WakeupDir: filepath.Join("snappea-data", "wakeup"), BusyTimeout: 5 * time.Second,
+		MaxArgsSize: DefaultMaxArgsSize}
 	c.Logger = nil
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
 	}
 	if err := (&Config{BusyTimeout: -1}).setDefaults(); err == nil {
 		t.Error("negative BusyTimeout accepted")
+	}
+	if err := (&Config{MaxArgsSize: -1}).setDefaults(); err == nil {
+		t.Error("negative MaxArgsSize accepted")
 	}
 	if err := (&Config{Inline: true}).setDefaults(); err == nil {
 		t.Error("Inline without Registry accepted")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -149,11 +150,56 @@ func decode[A any](name string, args []byte) (A, error) {
 		return a, nil
 	}
 	if err := json.Unmarshal(args, &a); err != nil {
-		// The decoder's message names types and offsets, never the values:
-		// arguments can hold secrets.
-		return a, fmt.Errorf("%w for task %q: %v", ErrBadArgs, name, err)
+		return a, fmt.Errorf("%w for task %q: %s", ErrBadArgs, name, decodeError(err, reflect.TypeFor[A]()))
 	}
 	return a, nil
+}
+
+// decodeError describes why arguments did not decode into t by the field
+// and the type wanted, never by the value: this text is logged, stored
+// with the failed task and reported, and arguments can hold secrets.
+// encoding/json's own texts quote values: a number that overflows its
+// field ("number 123456"), the character a syntax error met, the string a
+// ",string" field could not parse, and whatever an UnmarshalJSON or
+// UnmarshalText method (time.Time's, say) put in its error.
+func decodeError(err error, t reflect.Type) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	var ie *json.InvalidUnmarshalError
+	var pe *time.ParseError
+	switch {
+	case errors.As(err, &te):
+		// Value is the JSON kind, then for a number its text: keep the kind.
+		kind, _, _ := strings.Cut(te.Value, " ")
+		where := "the arguments"
+		if te.Field != "" {
+			where = fmt.Sprintf("field %q", te.Field)
+		}
+		if te.Type == nil {
+			return fmt.Sprintf("%s: JSON %s of the wrong type", where, kind)
+		}
+		if kind == "number" && isNumber(te.Type.Kind()) {
+			return fmt.Sprintf("%s: JSON number out of range (or not whole) for Go type %s", where, te.Type)
+		}
+		return fmt.Sprintf("%s: JSON %s, want Go type %s", where, kind, te.Type)
+	case errors.As(err, &se):
+		return fmt.Sprintf("not valid JSON (syntax error at byte %d)", se.Offset)
+	case errors.As(err, &ie):
+		return ie.Error() // names a Go type only
+	case errors.As(err, &pe):
+		return fmt.Sprintf("a time.Time field: not a time in RFC 3339 form (decoding Go type %s)", t)
+	}
+	return fmt.Sprintf("cannot decode into Go type %s (the decoder's %T error is withheld: it may quote the value)", t, err)
+}
+
+func isNumber(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
 }
 
 func (r *Registry) lookup(name string) (*entry, error) {
