@@ -3,6 +3,7 @@ module github.com/snappea/snappea
 go 1.26.8
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/getsentry/sentry-go v0.50.0
 	github.com/prometheus/client_golang v1.25.0

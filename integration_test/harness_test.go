@@ -97,9 +97,15 @@ func launchDaemon(t testing.TB, dir string, args ...string) *daemon {
 // on package cli.
 func launchProgram(t testing.TB, program, dir string, args ...string) *daemon {
 	t.Helper()
+	return launchProgramEnv(t, program, dir, nil, args...)
+}
+
+// launchProgramEnv is launchProgram with env added to the environment.
+func launchProgramEnv(t testing.TB, program, dir string, env []string, args ...string) *daemon {
+	t.Helper()
 	all := append([]string{"run", "--dir", dir, "--log-format", "json", "--log-level", "debug"}, args...)
 	cmd := exec.Command(program, all...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
