@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,13 @@ import (
 var bin, serviceBin string
 
 func TestMain(m *testing.M) {
+	// Every test here runs the real binary, and building it alone takes
+	// a while: none of them is part of the quick loop.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration tests skipped under -short: they build and run the real binary")
+		os.Exit(0)
+	}
 	tmp, err := os.MkdirTemp("", "snappea-integration")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
