@@ -15,8 +15,11 @@ import (
 
 // The environment of systemd's notify protocol (sd_notify(3)). A reload
 // re-executes the daemon with the same environment, so the new program
-// speaks to the same socket; every other process the daemon starts gets
-// the environment without them (see childEnv).
+// speaks to the same socket; the processes the daemon starts for itself,
+// such as the reload's check, get the environment without them (see
+// childEnv). A handler's own child processes inherit them unless the
+// handler sets their environment; the unit's NotifyAccess=main makes
+// systemd ignore anything they send.
 const (
 	envNotifySocket  = "NOTIFY_SOCKET"
 	envWatchdogUSec  = "WATCHDOG_USEC"
