@@ -22,6 +22,8 @@ type canvas interface {
 	// line strokes the polyline through pts.
 	line(pts []xy, c color.RGBA, width float64, dashed bool)
 	disc(center xy, r float64, c color.RGBA)
+	// fill paints the rectangle from (x0, y0) to (x1, y1).
+	fill(x0, y0, x1, y1 float64, c color.RGBA)
 	// text writes s with its baseline at y, anchored at x.
 	text(x, y float64, s string, a anchor, c color.RGBA)
 	encode(w io.Writer) error
@@ -127,6 +129,14 @@ func (r *raster) disc(o xy, rad float64, c color.RGBA) {
 	}
 }
 
+func (r *raster) fill(x0, y0, x1, y1 float64, c color.RGBA) {
+	for y := int(math.Round(y0)); y < int(math.Round(y1)); y++ {
+		for x := int(math.Round(x0)); x < int(math.Round(x1)); x++ {
+			r.blend(x, y, c, 1)
+		}
+	}
+}
+
 func (r *raster) text(x, y float64, s string, a anchor, c color.RGBA) {
 	d := font.Drawer{Dst: r.img, Src: image.NewUniform(c), Face: basicfont.Face7x13,
 		Dot: fixed.P(int(math.Round(anchorX(x, s, a))), int(math.Round(y)))}
@@ -160,6 +170,10 @@ func (s *svg) line(pts []xy, c color.RGBA, width float64, dashed bool) {
 
 func (s *svg) disc(o xy, r float64, c color.RGBA) {
 	fmt.Fprintf(&s.body, `<circle cx="%.1f" cy="%.1f" r="%g" fill="%s"/>`+"\n", o.x, o.y, r, hex(c))
+}
+
+func (s *svg) fill(x0, y0, x1, y1 float64, c color.RGBA) {
+	fmt.Fprintf(&s.body, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x0, y0, x1-x0, y1-y0, hex(c))
 }
 
 func (s *svg) text(x, y float64, str string, a anchor, c color.RGBA) {

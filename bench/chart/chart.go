@@ -26,6 +26,7 @@ const (
 
 var (
 	black   = color.RGBA{0, 0, 0, 255}
+	white   = color.RGBA{255, 255, 255, 255}
 	gray    = color.RGBA{120, 120, 120, 255}
 	light   = color.RGBA{225, 225, 225, 255}
 	palette = []color.RGBA{{31, 119, 180, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}}
@@ -240,6 +241,15 @@ func (p *panel) draw(c canvas, r rect) {
 	}
 	if p.legend {
 		x, y := float64(plot.x0+12), float64(plot.y0+12)
+		// On a white box, so that the lines behind it do not cross it.
+		w := 0
+		for _, s := range p.series {
+			w = max(w, textWidth(s.name))
+		}
+		c.fill(x-6, y-9, x+32+float64(w)+6, y+float64(len(p.series)*(lineHeight+4))-4, white)
+		c.line([]xy{{x - 6, y - 9}, {x + 32 + float64(w) + 6, y - 9},
+			{x + 32 + float64(w) + 6, y + float64(len(p.series)*(lineHeight+4)) - 4},
+			{x - 6, y + float64(len(p.series)*(lineHeight+4)) - 4}, {x - 6, y - 9}}, light, 1, false)
 		for _, s := range p.series {
 			c.line([]xy{{x, y}, {x + 24, y}}, s.color, 2, s.dashed)
 			if s.markers {
