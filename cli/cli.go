@@ -51,9 +51,8 @@ type Program struct {
 	// listed by 'status' (see foreman.Service).
 	Services []foreman.Service
 	// Chart, if set, draws the chart of 'snappea bench --plot'; the stock
-	// binary sets it to bench/chart.Write. It is left out of other
-	// programs because the plotting library costs every process that links
-	// it, the daemon included, about 4 MiB at start-up.
+	// binary sets it to bench/chart.Write. A program that wants no charts
+	// leaves it nil and does not link the chart's drawing code.
 	Chart func(res *bench.Result, path string) error
 }
 

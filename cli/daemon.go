@@ -66,6 +66,7 @@ type daemon struct {
 	rec    *stats.Recorder
 	sentry *report.Sentry
 	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
+	notify *notifier        // systemd's notify protocol (see notify.go)
 
 	cancelRun context.CancelFunc // starts the graceful stop
 
@@ -138,6 +139,7 @@ func (d *daemon) check(ctx context.Context) int {
 
 func (d *daemon) run(ctx context.Context) int {
 	f, log := d.f, d.log
+	d.notify = newNotifier(d.c.Getenv, log)
 	inherited := d.c.Getenv(envLockFD) != ""
 	if inherited {
 		d.generation, _ = strconv.Atoi(d.c.Getenv(envGeneration))
@@ -246,7 +248,15 @@ func (d *daemon) run(ctx context.Context) int {
 	log.Info("snappea started", "pid", os.Getpid(), "version", Version(), "db", qcfg.DBPath,
 		"wakeup_dir", qcfg.WakeupDir, "tasks", len(d.c.reg.Names()), "generation", d.generation,
 		"control_socket", d.socketPath())
+	notifyCtx, stopNotify := context.WithCancel(ctx)
+	notifyDone := make(chan struct{})
+	go func() {
+		defer close(notifyDone)
+		d.notify.run(notifyCtx, d.fm)
+	}()
 	err = d.fm.Run(runCtx)
+	stopNotify()
+	<-notifyDone
 	if d.rec != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if ferr := d.rec.Flush(flushCtx); ferr != nil {
@@ -266,6 +276,7 @@ func (d *daemon) run(ctx context.Context) int {
 	reload := d.reloading && !d.stopping
 	d.mu.Unlock()
 	if !reload {
+		d.notify.stopping()
 		return ExitOK
 	}
 	// Hand the lock and the control socket over to the new program. From
@@ -493,6 +504,9 @@ func (d *daemon) stop(now bool, why string) {
 		d.hardStop = true
 	}
 	d.mu.Unlock()
+	if first {
+		d.notify.stopping()
+	}
 	switch {
 	case hard:
 		if first {
@@ -560,6 +574,7 @@ func (d *daemon) tryReload(ctx context.Context) error {
 	}
 	d.log.Info("reload: check passed; draining running tasks before re-executing",
 		"graceful_timeout", d.f.gracefulTimeout)
+	d.notify.reloading()
 	d.cancelRun()
 	return nil
 }
@@ -574,7 +589,7 @@ func (d *daemon) checkNewProgram(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, reloadCheckTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.exe, append(append([]string{"run"}, args...), "--check")...)
-	cmd.Env = externalEnv(os.Environ())
+	cmd.Env = childEnv(externalEnv(os.Environ()))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

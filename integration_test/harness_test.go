@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,13 @@ import (
 var bin, serviceBin string
 
 func TestMain(m *testing.M) {
+	// Every test here runs the real binary, and building it alone takes
+	// a while: none of them is part of the quick loop.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration tests skipped under -short: they build and run the real binary")
+		os.Exit(0)
+	}
 	tmp, err := os.MkdirTemp("", "snappea-integration")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -104,9 +112,15 @@ func launchDaemon(t testing.TB, dir string, args ...string) *daemon {
 // on package cli.
 func launchProgram(t testing.TB, program, dir string, args ...string) *daemon {
 	t.Helper()
+	return launchProgramEnv(t, program, dir, nil, args...)
+}
+
+// launchProgramEnv is launchProgram with env added to the environment.
+func launchProgramEnv(t testing.TB, program, dir string, env []string, args ...string) *daemon {
+	t.Helper()
 	all := append([]string{"run", "--dir", dir, "--log-format", "json", "--log-level", "debug"}, args...)
 	cmd := exec.Command(program, all...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -91,8 +91,15 @@ func NewSentry(cfg Config) (*Sentry, error) {
 		Environment: cfg.Environment,
 		Release:     cfg.Release,
 		ServerName:  cfg.ServerName,
-		// Explicit, though it is the default: no user data, ever.
-		SendDefaultPII: false,
+		// No user data, ever: nothing the SDK could collect on its own
+		// (user fields, cookies, headers, query parameters, bodies).
+		DataCollection: &sentry.DataCollection{
+			UserInfo:    sentry.Set(false),
+			Cookies:     &sentry.KeyValueCollectionBehavior{Mode: sentry.CollectionOff},
+			HTTPHeaders: &sentry.HeaderCollectionConfig{Request: &sentry.KeyValueCollectionBehavior{Mode: sentry.CollectionOff}, Response: &sentry.KeyValueCollectionBehavior{Mode: sentry.CollectionOff}},
+			QueryParams: &sentry.KeyValueCollectionBehavior{Mode: sentry.CollectionOff},
+			HTTPBodies:  []sentry.BodyType{},
+		},
 		// Negative disables breadcrumbs: nothing the daemon logs or does
 		// before an error ends up in an event.
 		MaxBreadcrumbs: -1,

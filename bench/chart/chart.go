@@ -1,27 +1,35 @@
-// Package chart draws the chart of a 'snappea bench' result with
-// gonum.org/v1/plot. It is a package of its own because that library parses
-// its fonts when the program starts, which costs every process of a binary
-// that links it about 4 MiB: the stock snappea binary links it, a daemon
-// built on package cli for its own tasks does not.
+// Package chart draws the chart of a 'snappea bench' result, as a PNG or
+// an SVG. It draws with the standard library and a bitmap font
+// (golang.org/x/image/font/basicfont), and nothing that works at start-up:
+// every process of the stock snappea binary links it, the daemon too. (A
+// charting library that parsed its fonts when the program started cost
+// each daemon about 3 MiB of its peak RSS.)
 package chart
 
 import (
 	"fmt"
-	"io"
+	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
-
 	"github.com/snappea/snappea/bench"
+)
+
+// The chart's size in pixels: two panels side by side.
+const (
+	width, height = 1152, 432
+	panelGap      = 24
+)
+
+var (
+	black   = color.RGBA{0, 0, 0, 255}
+	white   = color.RGBA{255, 255, 255, 255}
+	gray    = color.RGBA{120, 120, 120, 255}
+	light   = color.RGBA{225, 225, 225, 255}
+	palette = []color.RGBA{{31, 119, 180, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}}
 )
 
 // Write writes a chart of res to path, a PNG or an SVG by its extension
@@ -31,45 +39,24 @@ import (
 // measurements were not made says so.
 func Write(res *bench.Result, path string) error {
 	ext := strings.ToLower(filepath.Ext(path))
-	if ext != ".png" && ext != ".svg" {
+	var c canvas
+	switch ext {
+	case ".png":
+		c = newRaster(width, height)
+	case ".svg":
+		c = newSVG(width, height)
+	default:
 		return fmt.Errorf("plot %s: want a .png or .svg file name", path)
 	}
-	left, err := throughputPlot(res)
-	if err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	right, err := latencyPlot(res)
-	if err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
+	w := (width - panelGap) / 2
+	throughputPanel(res).draw(c, rect{0, 0, w, height})
+	latencyPanel(res).draw(c, rect{w + panelGap, 0, width, height})
 
-	const w, h = 12 * vg.Inch, 4.5 * vg.Inch
-	var (
-		c  vg.CanvasWriterTo
-		dc draw.Canvas
-	)
-	if ext == ".svg" {
-		s := vgsvg.New(w, h)
-		c, dc = s, draw.New(s)
-	} else {
-		img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(96))
-		c, dc = vgimg.PngCanvas{Canvas: img}, draw.New(img)
-	}
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Inch / 2, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8,
-		PadLeft: vg.Inch / 8, PadRight: vg.Inch / 4}
-	plots := [][]*plot.Plot{{left, right}}
-	canvases := plot.Align(plots, tiles, dc)
-	left.Draw(canvases[0][0])
-	right.Draw(canvases[0][1])
-	return writeFile(path, c)
-}
-
-func writeFile(path string, c io.WriterTo) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	if _, err := c.WriteTo(f); err != nil {
+	if err := c.encode(f); err != nil {
 		f.Close()
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
@@ -88,48 +75,44 @@ func caption(res *bench.Result) string {
 	return fmt.Sprintf("%s, %d CPUs, %s", runs, res.CPUs, res.GoVersion)
 }
 
-func throughputPlot(res *bench.Result) (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Burn-down of %s no-ops\n%s", bench.Thousands(float64(res.Tasks)), caption(res))
-	p.X.Label.Text = "workers"
-	p.Y.Label.Text = "tasks/s"
-	p.Y.Min = 0
+func throughputPanel(res *bench.Result) *panel {
+	p := &panel{
+		title: []string{"Burn-down of " + bench.Thousands(float64(res.Tasks)) + " no-ops", caption(res)},
+		x:     axis{label: "workers", log: true},
+		y:     axis{label: "tasks/s"},
+	}
 	pts := res.BurnDownByWorkers
 	if len(pts) == 0 && res.BurnDownPerS > 0 {
 		pts = []bench.WorkerPoint{{Workers: res.Workers, PerS: res.BurnDownPerS}}
 	}
 	if len(pts) == 0 {
-		notMeasured(p)
-		return p, nil
+		p.empty = true
+		return p
 	}
-	xys := make(plotter.XYs, len(pts))
-	var ticks plot.ConstantTicks
-	for i, pt := range pts {
-		xys[i] = plotter.XY{X: float64(pt.Workers), Y: pt.PerS}
-		ticks = append(ticks, plot.Tick{Value: float64(pt.Workers), Label: strconv.Itoa(pt.Workers)})
+	s := series{color: palette[0], markers: true}
+	for _, pt := range pts {
+		s.pts = append(s.pts, xy{float64(pt.Workers), pt.PerS})
+		p.x.ticks = append(p.x.ticks, tick{float64(pt.Workers), strconv.Itoa(pt.Workers)})
 	}
-	if err := plotutil.AddLinePoints(p, xys); err != nil {
-		return nil, err
-	}
-	if len(pts) > 1 {
-		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = ticks
-	}
-	p.Y.Tick.Marker = thousandsTicks{}
-	p.Add(plotter.NewGrid())
-	return p, nil
+	p.series = []series{s}
+	p.x.min, p.x.max = logRange(s.pts, func(v xy) float64 { return v.x })
+	p.y.min, p.y.max = 0, maxOf(s.pts, func(v xy) float64 { return v.y })*1.1
+	p.y.ticks = linearTicks(p.y.min, p.y.max, bench.Thousands)
+	return p
 }
 
-func latencyPlot(res *bench.Result) (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Pickup latency across processes\n%s", caption(res))
-	p.X.Label.Text = "paced rate (tasks/s)"
-	p.Y.Label.Text = "latency (ms)"
-	if len(res.LatencySweep) == 0 {
-		notMeasured(p)
-		return p, nil
+func latencyPanel(res *bench.Result) *panel {
+	p := &panel{
+		title:  []string{"Pickup latency across processes", caption(res)},
+		x:      axis{label: "paced rate (tasks/s)", log: true},
+		y:      axis{label: "latency (ms)", log: true},
+		legend: true,
 	}
-	series := []struct {
+	if len(res.LatencySweep) == 0 {
+		p.empty = true
+		return p
+	}
+	percentiles := []struct {
 		name string
 		f    func(bench.Percentiles) float64
 	}{
@@ -137,62 +120,199 @@ func latencyPlot(res *bench.Result) (*plot.Plot, error) {
 		{"p95", func(q bench.Percentiles) float64 { return q.P95 }},
 		{"p99", func(q bench.Percentiles) float64 { return q.P99 }},
 	}
-	var args []any
-	var ticks plot.ConstantTicks
-	for _, pt := range res.LatencySweep {
-		ticks = append(ticks, plot.Tick{Value: pt.RatePerS, Label: bench.Thousands(pt.RatePerS)})
-	}
-	for _, s := range series {
-		xys := make(plotter.XYs, len(res.LatencySweep))
-		for i, pt := range res.LatencySweep {
+	var all []xy
+	for i, q := range percentiles {
+		s := series{name: q.name, color: palette[i], markers: true}
+		for _, pt := range res.LatencySweep {
 			// A log axis cannot show zero; a microsecond is below anything
 			// measured across processes.
-			xys[i] = plotter.XY{X: pt.RatePerS, Y: max(s.f(pt.LatencyMS), 0.001)}
+			s.pts = append(s.pts, xy{pt.RatePerS, max(q.f(pt.LatencyMS), 0.001)})
 		}
-		args = append(args, s.name, xys)
+		all = append(all, s.pts...)
+		p.series = append(p.series, s)
 	}
-	if err := plotutil.AddLinePoints(p, args...); err != nil {
-		return nil, err
+	for _, pt := range res.LatencySweep {
+		p.x.ticks = append(p.x.ticks, tick{pt.RatePerS, bench.Thousands(pt.RatePerS)})
 	}
+	p.x.min, p.x.max = logRange(all, func(v xy) float64 { return v.x })
 	if res.SweepP99MS > 0 {
-		bound, err := plotter.NewLine(plotter.XYs{
-			{X: res.LatencySweep[0].RatePerS, Y: res.SweepP99MS},
-			{X: res.LatencySweep[len(res.LatencySweep)-1].RatePerS, Y: res.SweepP99MS},
-		})
-		if err != nil {
-			return nil, err
-		}
-		bound.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-		p.Add(bound)
-		p.Legend.Add(fmt.Sprintf("p99 bound (%gms)", res.SweepP99MS), bound)
+		first, last := res.LatencySweep[0].RatePerS, res.LatencySweep[len(res.LatencySweep)-1].RatePerS
+		bound := series{name: fmt.Sprintf("p99 bound (%gms)", res.SweepP99MS), color: gray, dashed: true,
+			pts: []xy{{first, res.SweepP99MS}, {last, res.SweepP99MS}}}
+		all = append(all, bound.pts...)
+		p.series = append(p.series, bound)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
-	if len(res.LatencySweep) > 1 {
-		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = ticks
-	}
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Add(plotter.NewGrid())
-	return p, nil
+	p.y.min, p.y.max = logRange(all, func(v xy) float64 { return v.y })
+	p.y.ticks = logTicks(p.y.min, p.y.max)
+	return p
 }
 
-// notMeasured marks an empty panel.
-func notMeasured(p *plot.Plot) {
-	p.Title.Text += "\n(not measured)"
-	p.HideAxes()
+type xy struct{ x, y float64 }
+
+type tick struct {
+	v     float64
+	label string
 }
 
-// thousandsTicks are the default ticks labelled with thousands separators.
-type thousandsTicks struct{}
+type axis struct {
+	label    string
+	log      bool
+	min, max float64
+	ticks    []tick
+}
 
-func (thousandsTicks) Ticks(lo, hi float64) []plot.Tick {
-	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
-	for i := range ticks {
-		if ticks[i].Label != "" {
-			ticks[i].Label = bench.Thousands(ticks[i].Value)
+// pos maps v to [0, 1] along the axis.
+func (a axis) pos(v float64) float64 {
+	if a.log {
+		return (math.Log(v) - math.Log(a.min)) / (math.Log(a.max) - math.Log(a.min))
+	}
+	return (v - a.min) / (a.max - a.min)
+}
+
+type series struct {
+	name    string
+	pts     []xy
+	color   color.RGBA
+	dashed  bool
+	markers bool
+}
+
+type panel struct {
+	title  []string
+	x, y   axis
+	series []series
+	legend bool
+	empty  bool // nothing measured
+}
+
+type rect struct{ x0, y0, x1, y1 int }
+
+// draw lays the panel out in r: the title lines on top, the y axis's
+// label above its tick labels, the x axis's label under its own.
+func (p *panel) draw(c canvas, r rect) {
+	for i, line := range p.title {
+		c.text(float64(r.x0+r.x1)/2, float64(r.y0+lineHeight*(i+1)+4), line, center, black)
+	}
+	if p.empty {
+		c.text(float64(r.x0+r.x1)/2, float64(r.y0+r.y1)/2, "(not measured)", center, gray)
+		return
+	}
+	yLabelW := 0
+	for _, t := range p.y.ticks {
+		yLabelW = max(yLabelW, textWidth(t.label))
+	}
+	plot := rect{
+		x0: r.x0 + 12 + yLabelW + 6,
+		y0: r.y0 + lineHeight*len(p.title) + 16 + lineHeight + 6,
+		x1: r.x1 - 16,
+		y1: r.y1 - 2*lineHeight - 18,
+	}
+	px := func(v float64) float64 { return float64(plot.x0) + p.x.pos(v)*float64(plot.x1-plot.x0) }
+	py := func(v float64) float64 { return float64(plot.y1) - p.y.pos(v)*float64(plot.y1-plot.y0) }
+
+	for _, t := range p.x.ticks {
+		x := px(t.v)
+		c.line([]xy{{x, float64(plot.y0)}, {x, float64(plot.y1)}}, light, 1, false)
+		c.line([]xy{{x, float64(plot.y1)}, {x, float64(plot.y1 + 4)}}, black, 1, false)
+		c.text(x, float64(plot.y1+6+lineHeight), t.label, center, black)
+	}
+	for _, t := range p.y.ticks {
+		y := py(t.v)
+		c.line([]xy{{float64(plot.x0), y}, {float64(plot.x1), y}}, light, 1, false)
+		c.line([]xy{{float64(plot.x0 - 4), y}, {float64(plot.x0), y}}, black, 1, false)
+		c.text(float64(plot.x0-6), y+4, t.label, right, black)
+	}
+	c.line([]xy{{float64(plot.x0), float64(plot.y0)}, {float64(plot.x0), float64(plot.y1)},
+		{float64(plot.x1), float64(plot.y1)}}, black, 1, false)
+	c.text(float64(plot.x0+plot.x1)/2, float64(plot.y1+10+2*lineHeight), p.x.label, center, black)
+	c.text(float64(plot.x0-6-yLabelW), float64(plot.y0-8), p.y.label, left, black)
+
+	for _, s := range p.series {
+		pts := make([]xy, len(s.pts))
+		for i, v := range s.pts {
+			pts[i] = xy{px(v.x), py(v.y)}
+		}
+		c.line(pts, s.color, 2, s.dashed)
+		if s.markers {
+			for _, v := range pts {
+				c.disc(v, 3.5, s.color)
+			}
 		}
 	}
-	return ticks
+	if p.legend {
+		x, y := float64(plot.x0+12), float64(plot.y0+12)
+		// On a white box, so that the lines behind it do not cross it.
+		w := 0
+		for _, s := range p.series {
+			w = max(w, textWidth(s.name))
+		}
+		c.fill(x-6, y-9, x+32+float64(w)+6, y+float64(len(p.series)*(lineHeight+4))-4, white)
+		c.line([]xy{{x - 6, y - 9}, {x + 32 + float64(w) + 6, y - 9},
+			{x + 32 + float64(w) + 6, y + float64(len(p.series)*(lineHeight+4)) - 4},
+			{x - 6, y + float64(len(p.series)*(lineHeight+4)) - 4}, {x - 6, y - 9}}, light, 1, false)
+		for _, s := range p.series {
+			c.line([]xy{{x, y}, {x + 24, y}}, s.color, 2, s.dashed)
+			if s.markers {
+				c.disc(xy{x + 12, y}, 3.5, s.color)
+			}
+			c.text(x+32, y+4, s.name, left, black)
+			y += lineHeight + 4
+		}
+	}
+}
+
+func maxOf(pts []xy, f func(xy) float64) float64 {
+	m := math.Inf(-1)
+	for _, v := range pts {
+		m = max(m, f(v))
+	}
+	return m
+}
+
+// logRange is the range of f over pts, widened by a factor on each side
+// for a logarithmic axis.
+func logRange(pts []xy, f func(xy) float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, v := range pts {
+		lo, hi = min(lo, f(v)), max(hi, f(v))
+	}
+	return lo / 1.5, hi * 1.5
+}
+
+// linearTicks are round values across [lo, hi]: about five, a step of
+// 1, 2 or 5 times a power of ten.
+func linearTicks(lo, hi float64, label func(float64) string) []tick {
+	if hi <= lo {
+		return []tick{{lo, label(lo)}}
+	}
+	raw := (hi - lo) / 5
+	step := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if step*m >= raw {
+			step *= m
+			break
+		}
+	}
+	var ts []tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ts = append(ts, tick{v, label(v)})
+	}
+	return ts
+}
+
+// logTicks are the powers of ten in [lo, hi], or lo and hi themselves if
+// there are fewer than two.
+func logTicks(lo, hi float64) []tick {
+	var ts []tick
+	for e := math.Ceil(math.Log10(lo)); e <= math.Floor(math.Log10(hi)); e++ {
+		v := math.Pow(10, e)
+		ts = append(ts, tick{v, strconv.FormatFloat(v, 'g', -1, 64)})
+	}
+	if len(ts) < 2 {
+		ts = nil
+		for _, v := range []float64{lo, hi} {
+			ts = append(ts, tick{v, strconv.FormatFloat(v, 'g', 2, 64)})
+		}
+	}
+	return ts
 }

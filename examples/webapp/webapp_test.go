@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
@@ -33,6 +34,11 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("webapp tests skipped under -short: they build and run both binaries")
+		return 0
+	}
 	dir, err := os.MkdirTemp("", "webapp-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
