@@ -25,17 +25,18 @@ type shapeTree struct {
 type shapeArgs struct {
 	shapeBase
 	*shapeAddr
-	UserID   int64              `json:"user_id"`
-	Email    string             `json:"email"`
-	Nick     *string            `json:"nick,omitempty"`
-	Count    int                `json:"count,string"`
-	Tags     []string           `json:"tags"`
-	Scores   map[string]float64 `json:"scores"`
-	Extra    json.RawMessage    `json:"extra"`
-	Blob     []byte             `json:"blob"`
-	Any      any                `json:"any"`
-	IP       net.IP             `json:"ip"`
-	Skip     string             `json:"-"`
+	UserID int64              `json:"user_id"`
+	Email  string             `json:"email"`
+	Nick   *string            `json:"nick,omitempty"`
+	Count  int                `json:"count,string"`
+	Tags   []string           `json:"tags"`
+	Scores map[string]float64 `json:"scores"`
+	Extra  json.RawMessage    `json:"extra"`
+	Blob   []byte             `json:"blob"`
+	Any    any                `json:"any"`
+	IP     net.IP             `json:"ip"`
+	Skip   string             `json:"-"`
+	//lint:ignore U1000 argShape must skip an unexported field
 	private  string
 	NoTag    bool
 	When     *time.Time `json:"when,omitzero"`
