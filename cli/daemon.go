@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,12 @@ const checkpointInterval = 200 * time.Millisecond
 // reloadCheckTimeout bounds the --check run a reload starts first.
 const reloadCheckTimeout = 30 * time.Second
 
+// finalFlushMin is the least time the last statistics write after the
+// foreman stops is given, even when the graceful timeout is used up: long
+// enough for a write on an unlocked database, short enough that a locked
+// one does not hold up the stop.
+const finalFlushMin = 500 * time.Millisecond
+
 // daemon is one run of 'snappea run': the parts it wires together, and the
 // operator's actions, which come from signals and from the control socket.
 type daemon struct {
@@ -68,6 +75,7 @@ type daemon struct {
 	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
 
 	cancelRun context.CancelFunc // starts the graceful stop
+	stopBy    atomic.Int64       // unix ns: the deadline of the stop (or a reload's drain) under way; 0 before
 
 	mu        sync.Mutex
 	stopping  bool // a stop was asked for; it wins over a reload
@@ -248,9 +256,18 @@ func (d *daemon) run(ctx context.Context) int {
 		"control_socket", d.socketPath())
 	err = d.fm.Run(runCtx)
 	if d.rec != nil {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// The stop honours the graceful timeout even while another
+		// process holds the database's write lock: the last statistics
+		// get what is left of it.
+		deadline := time.Now().Add(finalFlushMin)
+		if ns := d.stopBy.Load(); ns != 0 {
+			deadline = later(deadline, time.Unix(0, ns))
+		}
+		flushCtx, cancel := context.WithDeadline(context.Background(), deadline)
 		if ferr := d.rec.Flush(flushCtx); ferr != nil {
-			log.Warn("could not write the last minute of statistics", "err", ferr)
+			rows, tasks := d.rec.Unwritten()
+			log.Warn("could not write the last statistics before the stop deadline; they are lost",
+				"err", ferr, "tasks", tasks, "rows", rows)
 		}
 		cancel()
 	}
@@ -340,6 +357,7 @@ func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]forem
 	}})
 	if f.statsRetention > 0 {
 		rec, err := stats.New(stats.Config{DB: d.q.DB(), Retention: f.statsRetention, Logger: d.log,
+			StopFlushTimeout: max(f.gracefulTimeout, finalFlushMin),
 			Backlog: func(ctx context.Context) (int64, error) {
 				st, err := d.q.Stats(ctx)
 				return st.Pending, err
@@ -507,15 +525,31 @@ func (d *daemon) stop(now bool, why string) {
 			cancel()
 			d.fm.Shutdown(ctx)
 		}()
+		d.stopBy.Store(time.Now().UnixNano())
 		d.cancelRun()
 	case first && wasReloading:
 		d.log.Info("stop requested during a reload: stopping instead of re-executing", "signal", why)
 	case first:
 		d.log.Info("received signal, stopping", "signal", why, "graceful_timeout", d.f.gracefulTimeout)
-		d.cancelRun()
+		d.beginStop()
 	default:
 		d.log.Info("already stopping; the graceful deadline is unchanged", "signal", why)
 	}
+}
+
+// beginStop starts the graceful stop and notes its deadline, the
+// graceful timeout from now; a repeated stop never moves it.
+func (d *daemon) beginStop() {
+	d.stopBy.CompareAndSwap(0, time.Now().Add(d.f.gracefulTimeout).UnixNano())
+	d.cancelRun()
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Reload checks that the program on disk starts with this daemon's flags
@@ -550,7 +584,7 @@ func (d *daemon) Reload(ctx context.Context) error {
 	}
 	d.log.Info("reload: check passed; draining running tasks before re-executing",
 		"graceful_timeout", d.f.gracefulTimeout)
-	d.cancelRun()
+	d.beginStop()
 	return nil
 }
 

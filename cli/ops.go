@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/stats"
 )
@@ -127,8 +128,8 @@ func (c *cmdEnv) reloadCommand() command {
 
 func (c *cmdEnv) workersCommand() command {
 	return c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
-		"Without N, shows how many workers are busy. With N, resizes the pool: growing takes\n"+
-			"effect at once; shrinking lets running tasks finish and claims again below N.", nil,
+		"Without N, shows how many workers are busy. With N, 1 to 10000, resizes the pool: growing\n"+
+			"takes effect at once; shrinking lets running tasks finish and claims again below N.", nil,
 		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
 			if len(args) == 0 {
 				st, err := cl.Status(ctx)
@@ -139,8 +140,8 @@ func (c *cmdEnv) workersCommand() command {
 				return ExitOK
 			}
 			n, err := strconv.Atoi(args[0])
-			if len(args) > 1 || err != nil || n < 1 {
-				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, at least 1; got %q\n", args)
+			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
+				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, 1 to %d; got %q\n", foreman.MaxWorkers, args)
 				return ExitUsage
 			}
 			if err := cl.SetWorkers(ctx, n); err != nil {
