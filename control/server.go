@@ -420,6 +420,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Allow", allow)
 		code, v = http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s takes %s, not %s", r.URL.Path, rt.method, r.Method)}
+	case expired(r, start):
+		code, v = http.StatusRequestTimeout, errorBody{fmt.Sprintf("%s %s arrived after its sender's deadline (%s header): not done", r.Method, r.URL.Path, DeadlineHeader)}
 	default:
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		ctx, cancel := context.WithTimeout(r.Context(), handlerTimeout)
@@ -441,6 +443,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, "err", e.Error)
 	}
 	s.log.Log(r.Context(), level, "control request", attrs...)
+}
+
+// expired reports whether r carries a DeadlineHeader that has passed: its
+// sender gave up on it, for example while this daemon was stopped
+// (SIGSTOP), and it must not take effect when the daemon runs again.
+func expired(r *http.Request, now time.Time) bool {
+	v := r.Header.Get(DeadlineHeader)
+	if v == "" {
+		return false
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && now.UnixNano() > ns
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/snappea/snappea/control"
 )
 
 // holdLockEnv makes the test binary, re-executed, a process that holds a
@@ -155,5 +158,108 @@ func waitClaimWaiting(t *testing.T, dir string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the daemon's loop still answers 30s after the write lock was taken: %d %s%s", r.code, r.stdout, r.stderr)
 		}
+	}
+}
+
+// runBounded runs one snappea command with extra environment, failing the
+// test if it has not returned within limit (a command that hangs on a
+// frozen daemon would otherwise hold the test until its own timeout).
+func runBounded(t *testing.T, limit time.Duration, env []string, args ...string) (result, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		t.Fatalf("snappea %s did not return within %v", strings.Join(args, " "), limit)
+	}
+	if cmd.ProcessState == nil {
+		t.Fatalf("snappea %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}, took
+}
+
+// Every command that talks to the daemon answers within --control-timeout
+// (default 5s) when the daemon is frozen, saying so in words an operator can
+// act on; status shows the queue and the schedules from the database. The
+// requests left on the socket are not carried out once the daemon runs
+// again. Before, each of these commands hung for as long as the daemon was
+// stopped.
+func TestControlCommands_BoundedWhenDaemonStopped(t *testing.T) {
+	dir := dataDir(t)
+	sched := filepath.Join(t.TempDir(), "schedules.json")
+	if err := os.WriteFile(sched, []byte(`[{"name": "hourly", "spec": "@every 1h", "task": "snappea.noop"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, dir, "--schedules", sched)
+	mustSnappea(t, "enqueue", "--dir", dir, "--delay", "1h", "snappea.noop")
+	waitFull(t, dir, 30*time.Second, "the schedule stored and the task queued", func(s control.Status) bool {
+		return len(s.Schedules) == 1 && s.Pending == 1
+	})
+	pid := d.pid()
+	d.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	want := fmt.Sprintf("daemon pid %d is not answering: stopped or overloaded", pid)
+	hint := fmt.Sprintf("'kill -CONT %d'", pid)
+
+	// The default bound, 5s.
+	r, took := runBounded(t, 30*time.Second, nil, "status", "--dir", dir)
+	t.Logf("status took %v with the daemon stopped", took)
+	if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, hint) {
+		t.Errorf("status: exit %d, stderr %q; want exit 1 and %q with %q", r.code, r.stderr, want, hint)
+	}
+	for _, s := range []string{"holds the lock but does not answer", "1 (0 ready, 1 delayed)", "hourly"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("status printed %q, want it to show %q", r.stdout, s)
+		}
+	}
+
+	// A shorter bound, from the environment twin of --control-timeout.
+	env := []string{"SNAPPEA_CONTROL_TIMEOUT=1s"}
+	r, _ = runBounded(t, 30*time.Second, env, "status", "--json", "--dir", dir)
+	var st control.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 1 || st.Running || st.PID != pid || st.Pending != 1 || len(st.Schedules) != 1 {
+		t.Errorf("status --json: exit %d, %+v (%v); want exit 1, not running, pid %d, 1 pending, 1 schedule", r.code, st, err, pid)
+	}
+	for _, args := range [][]string{
+		{"pause"}, {"resume"}, {"workers"}, {"workers", "4"}, {"reload"}, {"health"},
+		{"stop", "--now"}, {"cancel", "999999"},
+	} {
+		// Flags come before arguments.
+		r, took := runBounded(t, 30*time.Second, env, append([]string{args[0], "--dir", dir}, args[1:]...)...)
+		name := strings.Join(args, " ")
+		t.Logf("%s took %v", name, took)
+		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("%s: exit %d, output %q%q; want exit 1 and %q", name, r.code, r.stdout, r.stderr, want)
+		}
+	}
+
+	// Running again, the daemon is fine, and the requests its senders gave
+	// up on did nothing: not paused, 16 workers, no reload, not stopping.
+	d.signal(syscall.SIGCONT)
+	s := fullStatus(t, dir)
+	if !s.Running || s.State != "running" || s.WorkersTotal != 16 || s.Generation != 0 {
+		t.Errorf("after CONT: %+v; want running, 16 workers, generation 0", s)
+	}
+	mustSnappea(t, "health", "--dir", dir)
+	if n := d.count(func(r record) bool { return r.msg() == "control request" && r.int("status") == 408 }); n == 0 {
+		t.Errorf("no control request answered 408 after CONT: the requests left on the socket were not seen\n%s", d.output())
+	}
+
+	// A plain stop of a frozen daemon falls back to TERM, which it acts on
+	// once running again.
+	d.signal(syscall.SIGSTOP)
+	r, _ = runBounded(t, 30*time.Second, env, "stop", "--dir", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "sent TERM") {
+		t.Errorf("stop: exit %d, stderr %q; want exit 0, %q and the TERM sent instead", r.code, r.stderr, want)
+	}
+	d.signal(syscall.SIGCONT)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Errorf("daemon exited with %d after the TERM, want 0", code)
 	}
 }
