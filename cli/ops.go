@@ -140,7 +140,7 @@ func (c *cmdEnv) reloadCommand() command {
 }
 
 func (c *cmdEnv) workersCommand() command {
-	return c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
+	cmd := c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
 		"Without N, shows how many workers are busy. With N, 1 to 10000, resizes the pool: growing\n"+
 			"takes effect at once; shrinking lets running tasks finish and claims again below N.", nil,
 		func(ctx context.Context, call *daemonCall, args []string) int {
@@ -155,11 +155,7 @@ func (c *cmdEnv) workersCommand() command {
 				fmt.Fprintf(c.Stdout, "%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
 				return ExitOK
 			}
-			n, err := strconv.Atoi(args[0])
-			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
-				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, 1 to %d; got %q\n", foreman.MaxWorkers, args)
-				return ExitUsage
-			}
+			n, _ := strconv.Atoi(args[0]) // checked below, before the daemon is looked for
 			if err := call.do(ctx, func(cl *control.Client, ctx context.Context) error {
 				return cl.SetWorkers(ctx, n)
 			}); err != nil {
@@ -168,6 +164,19 @@ func (c *cmdEnv) workersCommand() command {
 			fmt.Fprintf(c.Stderr, "pid %d now has %d workers\n", call.pid, n)
 			return ExitOK
 		})
+	// A bad N is a usage error, daemon or not.
+	run := cmd.run
+	cmd.run = func(ctx context.Context, args []string) int {
+		if len(args) > 0 {
+			n, err := strconv.Atoi(args[0])
+			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
+				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, 1 to %d; got %q\n", foreman.MaxWorkers, args)
+				return ExitUsage
+			}
+		}
+		return run(ctx, args)
+	}
+	return cmd
 }
 
 func (c *cmdEnv) healthCommand() command {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -262,4 +263,41 @@ func TestControlCommands_BoundedWhenDaemonStopped(t *testing.T) {
 	if code := d.wait(30 * time.Second); code != 0 {
 		t.Errorf("daemon exited with %d after the TERM, want 0", code)
 	}
+}
+
+// The pool size has an upper bound (foreman.MaxWorkers, 10000) at every
+// entry point; 10^9 used to kill the daemon with out-of-memory.
+func TestWorkers_UpperBound(t *testing.T) {
+	dir := dataDir(t)
+	for _, args := range [][]string{
+		{"run", "--dir", dir, "--workers", "1000000000"},
+		{"run", "--dir", dir, "--workers", "10001"},
+	} {
+		r := snappea(t, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "want 1 to 10000") {
+			t.Errorf("snappea %s: exit %d, stderr %q; want 2 and the limit", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	r := snappeaWith(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(cmd.Env, "SNAPPEA_WORKERS=1000000000", "SNAPPEA_DIR="+dir)
+	}, "run")
+	if r.code != 2 || !strings.Contains(r.stderr, "want 1 to 10000") {
+		t.Errorf("SNAPPEA_WORKERS=1000000000 snappea run: exit %d, stderr %q; want 2 and the limit", r.code, r.stderr)
+	}
+
+	d := startDaemon(t, dir)
+	r = snappea(t, "workers", "--dir", dir, "1000000000")
+	if r.code != 2 || !strings.Contains(r.stderr, "1 to 10000") {
+		t.Errorf("snappea workers 1000000000: exit %d, stderr %q; want 2 and the limit", r.code, r.stderr)
+	}
+	err := control.Dial(filepath.Join(dir, control.SocketFile)).SetWorkers(t.Context(), 1_000_000_000)
+	var se *control.ServerError
+	if !errors.As(err, &se) || se.StatusCode != 400 || !strings.Contains(se.Message, "10000") {
+		t.Errorf("POST /workers 1000000000 = %v, want a 400 naming the limit", err)
+	}
+	mustSnappea(t, "workers", "--dir", dir, "10000")
+	if s := fullStatus(t, dir); s.WorkersTotal != 10000 {
+		t.Errorf("workers_total %d after 'workers 10000', want 10000", s.WorkersTotal)
+	}
+	d.stop()
 }
