@@ -73,6 +73,7 @@ type daemon struct {
 	rec    *stats.Recorder
 	sentry *report.Sentry
 	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
+	files  []pathFile       // the files other processes find the daemon by (see datadir.go)
 
 	cancelRun context.CancelFunc // starts the graceful stop
 	stopBy    atomic.Int64       // unix ns: the deadline of the stop (or a reload's drain) under way; 0 before
@@ -82,6 +83,7 @@ type daemon struct {
 	reloading bool // drain, then re-execute
 	checking  bool // a reload's check is running
 	hardStop  bool // running tasks were cancelled on request
+	gone      bool // the data directory's files left their paths: exit with ExitDataDirGone
 }
 
 func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
@@ -235,6 +237,10 @@ func (d *daemon) run(ctx context.Context) int {
 			cancel()
 		}
 	}()
+	if d.files, err = d.dataDirFiles(); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -281,7 +287,11 @@ func (d *daemon) run(ctx context.Context) int {
 
 	d.mu.Lock()
 	reload := d.reloading && !d.stopping
+	gone := d.gone
 	d.mu.Unlock()
+	if gone {
+		return ExitDataDirGone
+	}
 	if !reload {
 		return ExitOK
 	}
@@ -352,6 +362,7 @@ func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]forem
 	f := d.f
 	svcs := append([]foreman.Service(nil), d.c.prog.Services...)
 	var obs []foreman.Observer
+	svcs = append(svcs, d.watchDataDir())
 	svcs = append(svcs, foreman.Service{Name: "checkpoint", Run: func(ctx context.Context) error {
 		return d.q.RunCheckpoints(ctx, checkpointInterval)
 	}})

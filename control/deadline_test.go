@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +73,33 @@ func TestClient_DeadlineOnSilentDaemon(t *testing.T) {
 	}
 	if d := time.Since(start); d > deadline {
 		t.Errorf("Pause returned after %v", d)
+	}
+}
+
+// A server whose socket file was removed and replaced (its data directory
+// deleted and made again by another daemon) reports it, and leaves the
+// other daemon's socket alone when it closes.
+func TestServer_StillAtPath(t *testing.T) {
+	s, path := mustListen(t, &fakeHandler{})
+	if err := s.StillAtPath(); err != nil {
+		t.Fatalf("StillAtPath = %v on a fresh socket", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StillAtPath(); err == nil {
+		t.Error("StillAtPath = nil after the socket file was removed")
+	}
+	other, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := s.StillAtPath(); err == nil || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("StillAtPath = %v, want it to say the socket was replaced", err)
+	}
+	s.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Errorf("closing the first server removed the other's socket: %v", err)
 	}
 }

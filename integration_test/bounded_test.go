@@ -301,3 +301,76 @@ func TestWorkers_UpperBound(t *testing.T) {
 	}
 	d.stop()
 }
+
+// A daemon whose data directory is deleted under it notices within a few
+// seconds and exits with ExitDataDirGone (5), so that a supervisor starts it
+// on the new directory. Before, it went on with an unlinked database that no
+// new process could see, and a second daemon started beside it.
+func TestDataDirDeleted_DaemonExits(t *testing.T) {
+	dir := dataDir(t)
+	d := startDaemon(t, dir)
+	waitFull(t, dir, 30*time.Second, "the datadir-watch service running", func(s control.Status) bool {
+		for _, svc := range s.Services {
+			if svc.Name == "datadir-watch" && svc.State == "running" {
+				return true
+			}
+		}
+		return false
+	})
+	// rm -rf; the daemon may create a file in it meanwhile (a checkpoint's
+	// -shm, say), so try again as rm -rf would be.
+	for i := 0; ; i++ {
+		err := os.RemoveAll(dir)
+		if err == nil {
+			break
+		}
+		if i == 100 {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	code := d.wait(30 * time.Second)
+	t.Logf("exited %v after the data directory was deleted", time.Since(start))
+	if code != 5 {
+		t.Fatalf("daemon exited with %d, want 5 (data directory gone)\n%s", code, d.output())
+	}
+	if d.count(func(r record) bool {
+		return r.str("level") == "ERROR" && strings.Contains(r.str("err"), "was removed")
+	}) != 1 {
+		t.Errorf("no error record naming the removed file\n%s", d.output())
+	}
+
+	// Started again, it runs on the new directory, which producers and
+	// status see.
+	d2 := startDaemon(t, dir)
+	mustSnappea(t, "enqueue", "--dir", dir, "snappea.noop")
+	d2.waitFor(30*time.Second, "the task on the new directory", isMsg("task done"))
+	if s := fullStatus(t, dir); !s.Running || s.PID != d2.pid() {
+		t.Errorf("status after the restart: %+v, want the new daemon", s)
+	}
+	d2.stop()
+}
+
+// A replaced database file (a restore from backup moved over it, say) is
+// noticed the same way.
+func TestDataDirDatabaseReplaced_DaemonExits(t *testing.T) {
+	dir := dataDir(t)
+	d := startDaemon(t, dir)
+	db := filepath.Join(dir, "snappea.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+".new", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(db+".new", db); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(30 * time.Second); code != 5 {
+		t.Fatalf("daemon exited with %d, want 5\n%s", code, d.output())
+	}
+	if d.count(func(r record) bool { return strings.Contains(r.str("err"), "replaced by another file") }) != 1 {
+		t.Errorf("no error record saying the database was replaced\n%s", d.output())
+	}
+}
