@@ -33,19 +33,12 @@ func (c *cmdEnv) cancelCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			// 'snappea cancel 12 --dir d' as well as 'snappea cancel --dir d 12'.
-			args, code := parseInterspersed(fs, args)
-			if args == nil {
-				return code
-			}
 			if len(args) != 1 {
-				fmt.Fprintln(c.Stderr, "snappea cancel: want one task ID; see 'snappea cancel -h'")
-				return ExitUsage
+				return c.usagef("cancel", "want one task ID")
 			}
 			id, err := parseID(args[0])
 			if err != nil {
-				fmt.Fprintf(c.Stderr, "snappea cancel: task ID %v\n", err)
-				return ExitUsage
+				return c.usagef("cancel", "task ID %v", err)
 			}
 			q, err := data.openExisting(ctx)
 			if err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -100,12 +99,21 @@ func RunProgram(ctx context.Context, args []string, env Env, p Program) int {
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 {
-			if cmd := c.lookup(rest[0]); cmd != nil {
-				cmd.flags().SetOutput(env.Stdout)
-				cmd.flags().Usage()
-				return ExitOK
+		if len(rest) > 1 {
+			fmt.Fprintln(env.Stderr, "snappea help: want at most one command name; see snappea help")
+			return ExitUsage
+		}
+		if len(rest) == 1 {
+			cmd := c.lookup(rest[0])
+			if cmd == nil {
+				fmt.Fprintf(env.Stderr, "snappea help: unknown command %q; run 'snappea help' for the list\n", rest[0])
+				return ExitUsage
 			}
+			fs := cmd.flags()
+			fs.SetOutput(env.Stdout)
+			fs.Usage()
+			fs.SetOutput(env.Stderr)
+			return ExitOK
 		}
 		c.printHelp(env.Stdout)
 		return ExitOK
@@ -120,16 +128,13 @@ func RunProgram(ctx context.Context, args []string, env Env, p Program) int {
 	}
 	fs := cmd.flags()
 	if err := applyEnv(fs, env.Getenv); err != nil {
-		fmt.Fprintf(env.Stderr, "snappea %s: %v\n", name, err)
-		return ExitUsage
+		return c.usagef(name, "%v", err)
 	}
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
+	args, code := c.parseFlags(name, fs, rest, !cmd.subcommands)
+	if args == nil {
+		return code
 	}
-	return cmd.run(ctx, fs.Args())
+	return cmd.run(ctx, args)
 }
 
 // Version is the version of the main module, as the Go toolchain stamped it.
@@ -154,11 +159,15 @@ func (c *cmdEnv) exit(code int) {
 	os.Exit(code)
 }
 
-// command is one subcommand. flags builds its FlagSet once.
+// command is one subcommand. flags builds its FlagSet once. Its flags may
+// come anywhere among its arguments, except in a command with
+// subcommands, whose flags come before the subcommand's name (the
+// subcommand parses the rest).
 type command struct {
 	name, summary string
 	flags         func() *flag.FlagSet
 	run           func(ctx context.Context, args []string) int
+	subcommands   bool
 }
 
 func (c *cmdEnv) commands() []command {
@@ -167,6 +176,7 @@ func (c *cmdEnv) commands() []command {
 			c.runCommand(),
 			c.enqueueCommand(),
 			c.statusCommand(),
+			c.pendingCommand(),
 			c.stopCommand(),
 			c.pauseCommand(),
 			c.resumeCommand(),
@@ -201,11 +211,14 @@ func (c *cmdEnv) newFlagSet(name, args, summary string) *flag.FlagSet {
 	fs.SetOutput(c.Stderr)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: snappea %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", name, args, summary)
+		fmt.Fprintf(w, "Usage: snappea %s [flags] %s\n\n%s\n\n%s", name, args, summary, flagsHeading)
 		fs.PrintDefaults()
 	}
 	return fs
 }
+
+// flagsHeading introduces a command's flags in its usage.
+const flagsHeading = "Flags (a flag marked \"env\" is also read from that environment variable;\nthe command line wins):\n"
 
 // envName is a flag's environment twin: --wakeup-dir is SNAPPEA_WAKEUP_DIR.
 func envName(flagName string) string {
@@ -230,7 +243,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		for _, name := range append([]string{envName(f.Name)}, envAliases[f.Name]...) {
 			if v := getenv(name); v != "" {
 				if e := f.Value.Set(v); e != nil {
-					err = fmt.Errorf("environment variable %s=%q: %v", name, v, e)
+					err = fmt.Errorf("environment variable %s=%q: %s", name, v, reason(f.Value, e))
 				}
 				return
 			}
@@ -302,6 +315,16 @@ func (d *dataFlags) pidPath() string {
 	return filepath.Join(d.dir, PIDFile)
 }
 
+// openReading opens the queue read-only for a command that only reads it,
+// so that a user who may read the data directory but not write it (a
+// monitoring account) can: nothing is created or migrated.
+func (d *dataFlags) openReading(ctx context.Context) (*queue.Queue, error) {
+	if _, err := os.Stat(d.dbPath()); err != nil {
+		return nil, fmt.Errorf("no snappea database at %s (is --dir right?): %w", d.dbPath(), err)
+	}
+	return queue.OpenReadOnly(ctx, d.queueConfig())
+}
+
 // openExisting opens the queue for a command that only looks at it: a
 // missing database is an error (most likely a wrong --dir), not a new one.
 func (d *dataFlags) openExisting(ctx context.Context) (*queue.Queue, error) {
@@ -324,9 +347,12 @@ Commands:
 	fmt.Fprintf(w, `  %-9s %s
   %-9s %s
 
-Run 'snappea <command> -h' for a command's flags. Every flag can also be set
-through the environment: --wakeup-dir is SNAPPEA_WAKEUP_DIR, and so on; a
-flag on the command line wins. --sentry-dsn also reads SENTRY_DSN.
+Run 'snappea <command> -h' for a command's flags; they may come before or
+after its arguments ("--" ends them). Settings (where the data is, how the
+daemon runs) are also read from the environment: --wakeup-dir from
+SNAPPEA_WAKEUP_DIR, and so on, as each command's help shows; a flag on the
+command line wins. --sentry-dsn also reads SENTRY_DSN. The options of one
+invocation (enqueue --count, --json, ...) have no variable.
 
 Signals (to the process of 'snappea run'); each has a command twin that
 goes through the control socket DIR/snappea.sock:
@@ -377,24 +403,6 @@ func formatDuration(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
-}
-
-// nonNegativeDuration is a duration flag that refuses values below zero,
-// so that the mistake is a usage error naming the flag.
-type nonNegativeDuration time.Duration
-
-func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
-
-func (d *nonNegativeDuration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return errors.New("parse error: want a duration such as 500ms or 5s")
-	}
-	if v < 0 {
-		return errors.New("must not be negative")
-	}
-	*d = nonNegativeDuration(v)
-	return nil
 }
 
 // QueueConfigFromEnv returns the queue.Config a daemon started with the same

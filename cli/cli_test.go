@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
+
 	"flag"
+	"github.com/snappea/snappea/registry"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,5 +80,126 @@ func TestQueueConfigFromEnv(t *testing.T) {
 	d.dir = "/data"
 	if got := d.lockPath(); got != filepath.Join("/data", LockFile) {
 		t.Errorf("lockPath = %q", got)
+	}
+}
+
+func TestRun_usageErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "absent")
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // the whole of stderr
+	}{
+		{"duration", nil, []string{"run", "--dir", dir, "--graceful-timeout", "soon"},
+			`snappea run: --graceful-timeout "soon": want a duration such as 5s; see snappea run -h`},
+		{"whole number", nil, []string{"run", "--dir", dir, "--workers", "many"},
+			`snappea run: --workers "many": want a whole number; see snappea run -h`},
+		{"bool", nil, []string{"stop", "--dir", dir, "--wait=maybe"},
+			`snappea stop: --wait "maybe": want true or false; see snappea stop -h`},
+		{"negative", nil, []string{"enqueue", "--dir", dir, "--max-backlog", "-1", "snappea.noop"},
+			`snappea enqueue: --max-backlog "-1": want zero or more, a whole number; see snappea enqueue -h`},
+		{"choice", nil, []string{"run", "--dir", dir, "--log-format", "xml"},
+			`snappea run: --log-format "xml": want text or json; see snappea run -h`},
+		{"unknown flag", nil, []string{"status", "--dir", dir, "--bogus"},
+			`snappea status: unknown flag --bogus; see snappea status -h`},
+		{"missing value", nil, []string{"status", "--dir"},
+			`snappea status: --dir needs a value; see snappea status -h`},
+		{"missing duration", nil, []string{"status", "--dir", dir, "--busy-timeout"},
+			`snappea status: --busy-timeout needs a value: a duration such as 5s; see snappea status -h`},
+		{"range from a flag", nil, []string{"run", "--dir", dir, "--workers", "0"},
+			`snappea run: --workers 0: want 1 to 10000; see snappea run -h`},
+		{"range from the environment", map[string]string{"SNAPPEA_WORKERS": "0"}, []string{"run", "--dir", dir},
+			`snappea run: environment variable SNAPPEA_WORKERS="0": want 1 to 10000; see snappea run -h`},
+		{"environment", map[string]string{"SNAPPEA_BUSY_TIMEOUT": "5"}, []string{"status", "--dir", dir},
+			`snappea status: environment variable SNAPPEA_BUSY_TIMEOUT="5": want a duration such as 5s; see snappea status -h`},
+		{"bad flag after the arguments", nil, []string{"cancel", "12", "--dir", dir, "--busy-timeout", "x"},
+			`snappea cancel: --busy-timeout "x": want a duration such as 5s; see snappea cancel -h`},
+		{"failed subcommand", nil, []string{"failed", "list", "--dir", dir, "--limit", "ten"},
+			`snappea failed list: --limit "ten": want zero or more, a whole number; see snappea failed list -h`},
+		{"count", nil, []string{"enqueue", "--dir", dir, "--count", "0", "snappea.noop"},
+			`snappea enqueue: --count 0: want at least 1; see snappea enqueue -h`},
+		{"help for no such command", nil, []string{"help", "nosuch"},
+			`snappea help: unknown command "nosuch"; run 'snappea help' for the list`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tt.env, tt.args...)
+			if code != ExitUsage {
+				t.Errorf("exit %d, want %d", code, ExitUsage)
+			}
+			if got := strings.TrimSuffix(stderr, "\n"); got != tt.want {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr, tt.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+func TestRun_help(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"help", "run"}, {"run", "-h"}, {"run", "--help"},
+		{"enqueue", "snappea.noop", "-h"}, {"failed", "show", "-h"}} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != ExitOK || stderr != "" || !strings.Contains(stdout, "Usage: snappea") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 0 and the usage on stdout only", args, code, stdout, stderr)
+		}
+	}
+}
+
+// TestEnvTwins_oneMeaning: a variable means one thing whichever command
+// reads it: the flags it sets have one type and one default everywhere.
+func TestEnvTwins_oneMeaning(t *testing.T) {
+	c := &cmdEnv{Env: Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: mapEnv(nil)}, reg: registry.New()}
+	type meaning struct{ cmd, typ, def string }
+	seen := map[string]meaning{}
+	for _, cmd := range c.commands() {
+		cmd.flags().VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(f.Usage, envMark) {
+				return
+			}
+			m := meaning{cmd.name, fmt.Sprintf("%T", f.Value), f.DefValue}
+			name := envName(f.Name)
+			if was, ok := seen[name]; ok && (was.typ != m.typ || was.def != m.def) {
+				t.Errorf("%s means %s (default %q) for %s but %s (default %q) for %s",
+					name, was.typ, was.def, was.cmd, m.typ, m.def, m.cmd)
+			}
+			seen[name] = m
+		})
+	}
+	// Options of one invocation have none (bench's measurement settings
+	// aside, which no other command reads).
+	for _, cmd := range c.commands() {
+		if cmd.name == "bench" {
+			continue
+		}
+		for _, opt := range []string{"count", "json", "no-check", "wait", "since", "limit"} {
+			if f := cmd.flags().Lookup(opt); f != nil && strings.Contains(f.Usage, envMark) {
+				t.Errorf("%s --%s has an environment variable: an option of one invocation has none", cmd.name, opt)
+			}
+		}
+		if f := cmd.flags().Lookup("batch"); f != nil && cmd.name != "run" && strings.Contains(f.Usage, envMark) {
+			t.Errorf("%s --batch reads SNAPPEA_BATCH, which is run's", cmd.name)
+		}
+	}
+}
+
+func TestLogFlags_durations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var b strings.Builder
+		l := logFlags{format: format, level: "info"}
+		log, _, err := l.logger(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("x", "duration", 1500*time.Microsecond, slog.Group("g", "graceful_timeout", 10*time.Second))
+		for _, want := range []string{"1.5ms", "10s"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: %q does not write a duration as %q", format, b.String(), want)
+			}
+		}
+		if format == "json" && strings.Contains(b.String(), "1500000") {
+			t.Errorf("json: %q writes nanoseconds", b.String())
+		}
 	}
 }

@@ -486,11 +486,7 @@ func (d *daemon) handleSignals() (stop func()) {
 					d.c.exit(130)
 				}
 			case syscall.SIGHUP:
-				go func() {
-					if err := d.Reload(context.Background()); err != nil {
-						d.log.Error("reload refused; still running unchanged", "err", err)
-					}
-				}()
+				go d.reload(context.Background(), "HUP")
 			case syscall.SIGTSTP:
 				d.fm.Pause()
 			case syscall.SIGCONT:
@@ -568,6 +564,20 @@ func later(a, b time.Time) time.Time {
 // graceful timeout, and re-executes it in this process (see run). It
 // returns once the drain has begun, or with the reason it refused.
 func (d *daemon) Reload(ctx context.Context) error {
+	return d.reload(ctx, "control socket")
+}
+
+// reload is Reload for a request from why (HUP, the control socket),
+// which both go through: a refusal is logged the same way whoever asked.
+func (d *daemon) reload(ctx context.Context, why string) error {
+	err := d.tryReload(ctx)
+	if err != nil {
+		d.log.Error("reload refused; still running unchanged", "err", err, "signal", why)
+	}
+	return err
+}
+
+func (d *daemon) tryReload(ctx context.Context) error {
 	d.mu.Lock()
 	switch {
 	case d.stopping:

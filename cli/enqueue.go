@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,33 +35,29 @@ func (c *cmdEnv) enqueueCommand() command {
 						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
 				data.registerProducer(fs)
-				fs.IntVar(&count, "count", 1, withEnv("count", "how many identical tasks to queue"))
-				fs.BoolVar(&batch, "batch", false, withEnv("batch", "queue all of them in one transaction instead of one transaction each"))
-				fs.BoolVar(&noCheck, "no-check", false, withEnv("no-check", "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)"))
+				fs.IntVar(&count, "count", 1, "how many identical tasks to queue")
+				fs.BoolVar(&batch, "batch", false, "queue all of them in one transaction instead of one transaction each")
+				fs.BoolVar(&noCheck, "no-check", false, "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)")
 				opts.register(fs)
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
 			if len(args) < 1 || len(args) > 2 {
-				fmt.Fprintln(c.Stderr, "snappea enqueue: want TASK and optionally its JSON arguments; see 'snappea enqueue -h'")
-				return ExitUsage
+				return c.usagef("enqueue", "want TASK and optionally its JSON arguments")
 			}
 			if count < 1 {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: --count %d: want at least 1\n", count)
-				return ExitUsage
+				return c.usagef("enqueue", "%s: want at least 1", c.given(fs, "count"))
 			}
 			if err := opts.when(fs); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
-				return ExitUsage
+				return c.usagef("enqueue", "%v", err)
 			}
 			task := args[0]
 			var raw json.RawMessage = []byte("null")
 			if len(args) == 2 {
 				raw = json.RawMessage(args[1])
 				if !json.Valid(raw) {
-					fmt.Fprintf(c.Stderr, "snappea enqueue: the arguments for %s are not valid JSON\n", task)
-					return ExitUsage
+					return c.usagef("enqueue", "the arguments for %s are not valid JSON", task)
 				}
 			}
 			o := opts.options()
@@ -72,16 +67,14 @@ func (c *cmdEnv) enqueueCommand() command {
 					if errors.Is(err, registry.ErrUnknownTask) {
 						msg += "; this binary knows " + strings.Join(c.reg.Names(), ", ")
 					}
-					fmt.Fprintf(c.Stderr, "snappea enqueue: %s (--no-check enqueues it anyway)\n", msg)
-					return ExitUsage
+					return c.usagef("enqueue", "%s (--no-check enqueues it anyway)", msg)
 				}
 				// As a producer with the registry would: the definition's
 				// defaults, the flags winning.
 				o = c.reg.Options(task).Merge(o)
 			}
 			if err := o.Validate(); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea enqueue: %v\n", err)
-				return ExitUsage
+				return c.usagef("enqueue", "%v", err)
 			}
 			cfg := data.queueConfig()
 			cfg.Logger = quietLogger(c.Stderr)
@@ -91,7 +84,9 @@ func (c *cmdEnv) enqueueCommand() command {
 				return ExitError
 			}
 			defer q.Close()
-			return c.enqueue(ctx, q, task, raw, o, count, batch)
+			// On a terminal, a long run shows its progress after a few
+			// seconds, as bench does.
+			return c.enqueue(ctx, q, task, raw, o, count, batch, c.progressBar())
 		},
 	}
 }
@@ -145,7 +140,26 @@ func (o *optionFlags) options() registry.Options {
 		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key}
 }
 
-func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, opts registry.Options, count int, batch bool) int {
+// progressEvery is how many tasks enqueue queues between two reports of
+// its progress: often enough for the eye, rarely enough to cost nothing.
+const progressEvery = 100
+
+// progress shows how far a long command is: benchProgress, the bar of
+// bench, on a terminal.
+type progress interface {
+	update(step, steps int, what string)
+	finish()
+}
+
+// enqueue queues count tasks, telling progress how many are done now and
+// then.
+func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args json.RawMessage, opts registry.Options, count int, batch bool,
+	prog progress) int {
+	report := func(i int) {
+		if i%progressEvery == 0 {
+			prog.update(i, count, "enqueue "+task)
+		}
+	}
 	out := bufio.NewWriter(c.Stdout)
 	defer out.Flush()
 	start := time.Now()
@@ -168,7 +182,8 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 		// duplicate knows the task holding the key (EnqueueMany leaves it 0).
 		var results []registry.Result
 		err = q.InTx(ctx, func(tx *sql.Tx) error {
-			for range count {
+			for i := range count {
+				report(i)
 				res, err := q.EnqueueWithTx(ctx, tx, task, args, opts)
 				if err != nil {
 					return err
@@ -193,7 +208,8 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 			add(registry.Result{ID: id})
 		}
 	default:
-		for range count {
+		for i := range count {
+			report(i)
 			var res registry.Result
 			res, err = q.EnqueueWith(ctx, task, args, opts)
 			if err != nil {
@@ -203,6 +219,7 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 		}
 	}
 	elapsed := time.Since(start)
+	prog.finish()
 	out.Flush()
 	dups.report(c, opts.Key)
 	if err != nil {
@@ -302,23 +319,5 @@ func (f *timeFlag) Set(s string) error {
 		return errors.New("parse error: want an RFC 3339 time with its offset, such as 2030-01-02T15:04:05Z or 2030-01-02T15:04:05+01:00")
 	}
 	f.t = t
-	return nil
-}
-
-// nonNegativeInt is an int flag that refuses values below zero, so that
-// the mistake is a usage error naming the flag.
-type nonNegativeInt int
-
-func (n *nonNegativeInt) String() string { return strconv.Itoa(int(*n)) }
-
-func (n *nonNegativeInt) Set(s string) error {
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return errors.New("parse error: want a whole number")
-	}
-	if v < 0 {
-		return errors.New("must not be negative")
-	}
-	*n = nonNegativeInt(v)
 	return nil
 }

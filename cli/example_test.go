@@ -19,11 +19,11 @@ func ExampleRun() {
 		cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: func(string) string { return "" }}, tasks)
 	fmt.Println("exit", code)
 	// Output:
-	// email.send     struct { To string }
-	// snappea.echo   registry.MsgArgs
-	// snappea.fail   registry.MsgArgs
-	// snappea.noop   struct {}
-	// snappea.panic  registry.MsgArgs
-	// snappea.sleep  registry.SleepArgs
+	// email.send     {"To": string}
+	// snappea.echo   {"msg": string}
+	// snappea.fail   {"msg": string}
+	// snappea.noop   {}
+	// snappea.panic  {"msg": string}
+	// snappea.sleep  {"ms": number}
 	// exit 0
 }

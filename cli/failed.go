@@ -33,7 +33,11 @@ func (c *cmdEnv) failedCommand() command {
 		dataNames []string
 	)
 	open := func(ctx context.Context, sub string) (*queue.Queue, int) {
-		q, err := data.openExisting(ctx)
+		openQueue := data.openExisting
+		if sub == "list" || sub == "show" {
+			openQueue = data.openReading
+		}
+		q, err := openQueue(ctx)
 		if err != nil {
 			return nil, c.fail("failed "+sub, err)
 		}
@@ -44,8 +48,7 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "list the failed tasks, newest first, without their arguments\n(they can hold secrets: see show)",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) > 0 {
-					fmt.Fprintf(c.Stderr, "snappea failed list: takes no arguments, got %q\n", args)
-					return ExitUsage
+					return c.usagef("failed list", "takes no arguments, got %q", args)
 				}
 				q, code := open(ctx, "list")
 				if q == nil {
@@ -70,13 +73,11 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "show the failed task ID, all its fields and its JSON arguments",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) != 1 {
-					fmt.Fprintln(c.Stderr, "snappea failed show: want one ID, as 'snappea failed list' shows them")
-					return ExitUsage
+					return c.usagef("failed show", "want one ID, as 'snappea failed list' shows them")
 				}
 				id, err := parseID(args[0])
 				if err != nil {
-					fmt.Fprintf(c.Stderr, "snappea failed show: ID %v\n", err)
-					return ExitUsage
+					return c.usagef("failed show", "ID %v", err)
 				}
 				q, code := open(ctx, "show")
 				if q == nil {
@@ -100,15 +101,13 @@ func (c *cmdEnv) failedCommand() command {
 				"and delete their records; prints the new task ids (--all: how many)",
 			run: func(ctx context.Context, args []string) int {
 				if all == (len(args) > 0) {
-					fmt.Fprintln(c.Stderr, "snappea failed retry: want the IDs to retry, as 'snappea failed list' shows them, or --all")
-					return ExitUsage
+					return c.usagef("failed retry", "want the IDs to retry, as 'snappea failed list' shows them, or --all")
 				}
 				ids := make([]int64, len(args))
 				for i, a := range args {
 					var err error
 					if ids[i], err = parseID(a); err != nil {
-						fmt.Fprintf(c.Stderr, "snappea failed retry: ID %v\n", err)
-						return ExitUsage
+						return c.usagef("failed retry", "ID %v", err)
 					}
 				}
 				q, code := open(ctx, "retry")
@@ -138,8 +137,7 @@ func (c *cmdEnv) failedCommand() command {
 			summary: "delete every failed task record",
 			run: func(ctx context.Context, args []string) int {
 				if len(args) > 0 {
-					fmt.Fprintf(c.Stderr, "snappea failed purge: takes no arguments, got %q\n", args)
-					return ExitUsage
+					return c.usagef("failed purge", "takes no arguments, got %q", args)
 				}
 				q, code := open(ctx, "purge")
 				if q == nil {
@@ -171,34 +169,35 @@ Subcommands:
 			line := strings.TrimSpace(s.name + " " + s.args)
 			fmt.Fprintf(w, "  %-*s  %s\n", width, line, strings.ReplaceAll(s.summary, "\n", "\n"+strings.Repeat(" ", width+4)))
 		}
-		fmt.Fprint(w, "\nRun 'snappea failed <subcommand> -h' for its flags.\n\nFlags (each also read from the environment variable shown):\n")
+		fmt.Fprint(w, "\nRun 'snappea failed <subcommand> -h' for its flags.\n\n"+flagsHeading)
 		fs.PrintDefaults()
 	}
 	return command{
-		name: "failed", summary: "list, show, retry or purge the tasks that failed for good",
+		name: "failed", summary: "list, show, retry or purge the tasks that failed for good", subcommands: true,
 		flags: func() *flag.FlagSet {
 			if fs == nil {
 				fs = c.newFlagSet("failed", "", "")
 				fs.Usage = func() { usage(fs.Output()) }
 				data.registerQueue(fs)
 				fs.VisitAll(func(f *flag.Flag) { dataNames = append(dataNames, f.Name) })
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "list, show: print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "list, show: print JSON with stable keys, for scripts")
 				fs.Var((*nonNegativeInt)(&limit), "limit", "list: show at most the newest `N` (0: all)")
 				fs.BoolVar(&all, "all", false, "retry: every failed task")
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
+			names := make([]string, len(subs))
+			for i, s := range subs {
+				names[i] = s.name
+			}
+			list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 			if len(args) == 0 {
-				fmt.Fprintln(c.Stderr, "snappea failed: want a subcommand")
-				usage(c.Stderr)
-				return ExitUsage
+				return c.usagef("failed", "want a subcommand: %s", list)
 			}
 			i := slices.IndexFunc(subs, func(s failedSub) bool { return s.name == args[0] })
 			if i < 0 {
-				fmt.Fprintf(c.Stderr, "snappea failed: unknown subcommand %q\n", args[0])
-				usage(c.Stderr)
-				return ExitUsage
+				return c.usagef("failed", "unknown subcommand %q: want %s", args[0], list)
 			}
 			sub := &subs[i]
 			takes := func(name string) bool { return slices.Contains(dataNames, name) || slices.Contains(sub.flags, name) }
@@ -211,9 +210,7 @@ Subcommands:
 				}
 			})
 			if len(stray) > 0 {
-				fmt.Fprintf(c.Stderr, "snappea failed %s: does not take %s; see 'snappea failed %s -h'\n",
-					sub.name, strings.Join(stray, ", "), sub.name)
-				return ExitUsage
+				return c.usagef("failed "+sub.name, "does not take %s", strings.Join(stray, ", "))
 			}
 			// The subcommand's FlagSet shares the values of the command's,
 			// whose environment twins are applied already.
@@ -224,37 +221,12 @@ Subcommands:
 					sfs.Lookup(f.Name).DefValue = f.DefValue
 				}
 			})
-			rest, code := parseInterspersed(sfs, args[1:])
+			rest, code := c.parseFlags("failed "+sub.name, sfs, args[1:], true)
 			if rest == nil {
 				return code
 			}
 			return sub.run(ctx, rest)
 		},
-	}
-}
-
-// parseInterspersed parses fs's flags anywhere among args, so that
-// 'failed show 3 --json' works as 'failed show --json 3' does, and returns
-// the arguments that are not flags ("--" ends the flags). It returns nil
-// and the exit code when parsing stops the command: ExitOK for -h.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int) {
-	rest := []string{}
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, ExitOK
-			}
-			return nil, ExitUsage
-		}
-		left := fs.Args()
-		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
-			return append(rest, left...), ExitOK
-		}
-		if len(left) == 0 {
-			return rest, ExitOK
-		}
-		rest = append(rest, left[0])
-		args = left[1:]
 	}
 }
 

@@ -16,8 +16,11 @@ type logFlags struct {
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.format, "log-format", "text", withEnv("log-format", "log format: text or json"))
-	fs.StringVar(&l.level, "log-level", "info", withEnv("log-level", "log level: debug, info, warn or error; debug adds one record per task"))
+	l.format, l.level = "text", "info"
+	fs.Var(&choiceFlag{&l.format, []string{"text", "json"}}, "log-format", withEnv("log-format", "log format: text or json"))
+	fs.Lookup("log-format").DefValue = "text"
+	fs.Var(&choiceFlag{&l.level, []string{"debug", "info", "warn", "error"}}, "log-level", withEnv("log-level", "log level: debug, info, warn or error; debug adds one record per task"))
+	fs.Lookup("log-level").DefValue = "info"
 	fs.StringVar(&l.file, "log-file", "", withEnv("log-file", "append the log to this file instead of stderr; USR1 reopens it (for logrotate)"))
 }
 
@@ -45,7 +48,7 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, *logFile, error) {
 		}
 		w = file
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	switch strings.ToLower(l.format) {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), file, nil
@@ -57,6 +60,16 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, *logFile, error) {
 		}
 		return nil, nil, fmt.Errorf("--log-format %q: want text or json", l.format)
 	}
+}
+
+// durationsAsText writes every duration as Go writes it ("1.5ms", "10s"),
+// in JSON too, where slog would write integer nanoseconds: one rule for
+// every record, whatever its key, and the same text in both formats.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // logFile is a log file that can be reopened under the same name after

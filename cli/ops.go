@@ -170,8 +170,7 @@ func (c *cmdEnv) workersCommand() command {
 		if len(args) > 0 {
 			n, err := strconv.Atoi(args[0])
 			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
-				fmt.Fprintf(c.Stderr, "snappea workers: want one number of workers, 1 to %d; got %q\n", foreman.MaxWorkers, args)
-				return ExitUsage
+				return c.usagef("workers", "want one number of workers, 1 to %d; got %q", foreman.MaxWorkers, args)
 			}
 		}
 		return run(ctx, args)
@@ -211,13 +210,13 @@ func (c *cmdEnv) statsCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("stats", "", "Shows what the daemon recorded per minute: per task the count, failures and durations,\nand the backlog. Kept for the daemon's --stats-retention (default 7 days).")
 				data.registerQueue(fs)
-				fs.DurationVar(&since, "since", time.Hour, withEnv("since", "how far back to look"))
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print the per-minute rows as JSON"))
+				fs.DurationVar(&since, "since", time.Hour, "how far back to look")
+				fs.BoolVar(&asJSON, "json", false, "print the per-minute rows as JSON")
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			q, err := data.openExisting(ctx)
+			q, err := data.openReading(ctx)
 			if err != nil {
 				return c.fail("stats", err)
 			}

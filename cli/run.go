@@ -56,33 +56,41 @@ func (c *cmdEnv) runCommand() command {
 		},
 		run: func(ctx context.Context, args []string) int {
 			if len(args) > 0 {
-				fmt.Fprintf(c.Stderr, "snappea run: unexpected arguments %q\n", args)
-				return ExitUsage
+				return c.usagef("run", "unexpected arguments %q", args)
+			}
+			if err := f.validate(func(name string) string { return c.given(fs, name) }); err != nil {
+				return c.usagef("run", "%v", err)
 			}
 			return c.runDaemon(ctx, &f)
 		},
 	}
 }
 
-// validate checks the flags that need more than their type.
-func (f *runFlags) validate() error {
+// validate checks the flags that need more than their type. given names a
+// flag with its value as the user set it (see cmdEnv.given); nil: as a
+// flag.
+func (f *runFlags) validate(given ...func(name string) string) error {
+	name := func(n string, v any) string { return fmt.Sprintf("--%s %v", n, v) }
+	if len(given) > 0 && given[0] != nil {
+		name = func(n string, _ any) string { return given[0](n) }
+	}
 	switch {
 	case f.workers < 1 || f.workers > foreman.MaxWorkers:
-		return fmt.Errorf("--workers %d: want 1 to %d", f.workers, foreman.MaxWorkers)
+		return fmt.Errorf("%s: want 1 to %d", name("workers", f.workers), foreman.MaxWorkers)
 	case f.batch < 0:
-		return fmt.Errorf("--batch %d: want at least 1 (0 means --workers)", f.batch)
+		return fmt.Errorf("%s: want at least 1 (0 means --workers)", name("batch", f.batch))
 	case f.pollInterval <= 0:
-		return fmt.Errorf("--poll-interval %v: want a positive duration", f.pollInterval)
+		return fmt.Errorf("%s: want a positive duration", name("poll-interval", f.pollInterval))
 	case f.gracefulTimeout < 0:
-		return fmt.Errorf("--graceful-timeout %v: want zero or more", f.gracefulTimeout)
+		return fmt.Errorf("%s: want zero or more", name("graceful-timeout", f.gracefulTimeout))
 	case f.stuckAfter <= 0:
-		return fmt.Errorf("--stuck-after %v: want a positive duration", f.stuckAfter)
+		return fmt.Errorf("%s: want a positive duration", name("stuck-after", f.stuckAfter))
 	case f.statsRetention < 0:
-		return fmt.Errorf("--stats-retention %v: want zero (off) or more", f.statsRetention)
+		return fmt.Errorf("%s: want zero (off) or more", name("stats-retention", f.statsRetention))
 	case f.failedRetention < 0:
-		return fmt.Errorf("--failed-retention %v: want zero (no limit) or more", f.failedRetention)
+		return fmt.Errorf("%s: want zero (no limit) or more", name("failed-retention", f.failedRetention))
 	case f.failedMax < 0:
-		return fmt.Errorf("--failed-max %d: want zero (no limit) or more", f.failedMax)
+		return fmt.Errorf("%s: want zero (no limit) or more", name("failed-max", f.failedMax))
 	}
 	return nil
 }

@@ -178,19 +178,17 @@ func (c *cmdEnv) schedulesCommand() command {
 				data.registerQueue(fs)
 				fs.StringVar(&file, "schedules", "", withEnv("schedules", "the JSON file of periodic tasks the daemon runs (see above)"))
 				fs.BoolVar(&all, "all", false, "list every schedule stored in the database, configured or not")
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "print JSON with stable keys, for scripts")
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
 			if len(args) > 0 {
-				fmt.Fprintf(c.Stderr, "snappea schedules: takes no arguments, got %q\n", args)
-				return ExitUsage
+				return c.usagef("schedules", "takes no arguments, got %q", args)
 			}
 			defs, err := c.schedules(file)
 			if err != nil {
-				fmt.Fprintf(c.Stderr, "snappea schedules: %v\n", err)
-				return ExitUsage
+				return c.usagef("schedules", "%v", err)
 			}
 			q, err := data.openExisting(ctx)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -34,20 +35,21 @@ func (c *cmdEnv) statusCommand() command {
 					"it shows what the database tells (the queue, schedules), says so, and exits 1.")
 				data.registerQueue(fs)
 				ctl.register(fs)
-				fs.BoolVar(&asJSON, "json", false, withEnv("json", "print JSON with stable keys, for scripts"))
+				fs.BoolVar(&asJSON, "json", false, "print JSON with stable keys, for scripts")
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			st, err := c.status(ctx, &data, &ctl)
+			st, unknown, err := c.status(ctx, &data, &ctl)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
 			}
 			// A daemon that holds the lock and does not answer is a
-			// problem even though the queue could be shown.
+			// problem even though the queue could be shown; one that only
+			// answers another user is not.
 			code := ExitOK
-			if st.PID != 0 && !st.Running {
+			if st.PID != 0 && !st.Running && unknown == "" {
 				code = ExitError
 			}
 			if asJSON {
@@ -58,44 +60,52 @@ func (c *cmdEnv) statusCommand() command {
 				}
 				return code
 			}
-			writeStatus(c.Stdout, st, data.dbPath())
+			writeStatus(c.Stdout, st, data.dbPath(), unknown)
 			return code
 		},
 	}
 }
 
 // status asks the daemon through its control socket and, without a
-// daemon or when it does not answer, reads the queue itself.
-func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags) (*control.Status, error) {
+// daemon or when it does not answer, reads the queue itself. unknown, if
+// set, says why it cannot tell whether a daemon runs.
+func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags) (st *control.Status, unknown string, err error) {
 	pid, err := pidfile.Running(data.lockPath())
-	if err != nil {
-		return nil, err
+	if errors.Is(err, fs.ErrPermission) {
+		// A monitoring account: the queue is still worth showing.
+		unknown = fmt.Sprintf("unknown: this user may not read the lock %s that tells", data.lockPath())
+		fmt.Fprintf(c.Stderr, "snappea status: cannot tell whether a daemon runs: %v\n", err)
+	} else if err != nil {
+		return nil, "", err
 	}
 	if pid != 0 {
-		var st *control.Status
+		var ans *control.Status
 		err := c.daemonCall("status", data, ctl, pid).do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
-			st, err = cl.Status(ctx)
+			ans, err = cl.Status(ctx)
 			return err
 		})
 		if err == nil {
-			return st, nil
+			return ans, "", nil
 		}
-		if errors.Is(err, errNotAnswering) {
+		if errors.Is(err, control.ErrPermission) {
+			unknown = fmt.Sprintf("pid %d is running; its control socket answers only the daemon's user and root", pid)
+			fmt.Fprintf(c.Stderr, "snappea status: %v; showing the queue from the database\n", err)
+		} else if errors.Is(err, errNotAnswering) {
 			fmt.Fprintf(c.Stderr, "snappea status: %v\nsnappea status: showing what the database tells; the daemon's part (state, workers, running tasks, services) is missing\n", err)
 		} else {
 			fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
 		}
 	}
-	q, err := data.openExisting(ctx)
+	q, err := data.openReading(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer q.Close()
 	qs, err := q.Stats(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	st := &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
+	st = &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
 		OldestAgeSeconds: qs.OldestAge.Seconds(), SchemaVersion: qs.SchemaVersion,
 		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}
 	if pid != 0 {
@@ -108,11 +118,12 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 			st.Schedules = controlSchedules(entries)
 		}
 	}
-	return st, nil
+	return st, unknown, nil
 }
 
 // writeStatus prints st as a compact table.
-func writeStatus(w io.Writer, st *control.Status, dbPath string) {
+// unknown, if set, says why whether a daemon runs is not known.
+func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
 	switch {
@@ -120,6 +131,8 @@ func writeStatus(w io.Writer, st *control.Status, dbPath string) {
 		fmt.Fprintf(tw, "daemon\t%s, pid %d, up %s, generation %d\n", st.State, st.PID,
 			formatDuration(time.Since(st.StartedAt).Round(time.Second)), st.Generation)
 		fmt.Fprintf(tw, "workers\t%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
+	case unknown != "":
+		fmt.Fprintf(tw, "daemon\t%s\n", unknown)
 	case st.PID != 0:
 		fmt.Fprintf(tw, "daemon\tpid %d holds the lock but does not answer\n", st.PID)
 	default:
@@ -180,9 +193,9 @@ func (c *cmdEnv) stopCommand() command {
 				fs = c.newFlagSet("stop", "", "Stops the daemon running on the data directory: it stops intake at once and lets\nrunning tasks finish within its graceful timeout (as TERM does).")
 				data.register(fs)
 				ctl.register(fs)
-				fs.BoolVar(&wait, "wait", false, withEnv("wait", "return only when the daemon has exited"))
+				fs.BoolVar(&wait, "wait", false, "return only when the daemon has exited")
 				fs.BoolVar(&now, "now", false, "cancel running tasks at once instead of waiting out the graceful timeout")
-				fs.DurationVar(&timeout, "timeout", 0, withEnv("timeout", "with --wait, give up after this long (0: no limit)"))
+				fs.DurationVar(&timeout, "timeout", 0, "with --wait, give up after this long (0: no limit)")
 			}
 			return fs
 		},
@@ -276,10 +289,12 @@ func (c *cmdEnv) migrateCommand() command {
 func (c *cmdEnv) tasksCommand() command {
 	var fs *flag.FlagSet
 	return command{
-		name: "tasks", summary: "list the tasks this binary can run, with their argument types",
+		name: "tasks", summary: "list the tasks this binary can run, with the JSON their arguments take",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("tasks", "", "Lists the registered tasks and the Go type their JSON arguments decode into.")
+				fs = c.newFlagSet("tasks", "", "Lists the registered tasks and the shape of the JSON arguments each takes: field names\n"+
+					"and JSON types, as in {\"user_id\": number, \"email\": string}; \"name\"? marks a field that\n"+
+					"may be left out (omitempty), any a value of any type.")
 			}
 			return fs
 		},
@@ -287,7 +302,7 @@ func (c *cmdEnv) tasksCommand() command {
 			tw := tabwriter.NewWriter(c.Stdout, 0, 0, 2, ' ', 0)
 			for _, name := range c.reg.Names() {
 				t, _ := c.reg.ArgType(name)
-				fmt.Fprintf(tw, "%s\t%s\n", name, t)
+				fmt.Fprintf(tw, "%s\t%s\n", name, argShape(t))
 			}
 			tw.Flush()
 			return ExitOK

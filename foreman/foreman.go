@@ -529,7 +529,12 @@ func (f *Foreman) Run(ctx context.Context) error {
 	now := time.Now()
 	f.startedAt.Store(now.UnixNano())
 	f.idleSince.Store(now.UnixNano())
-	f.log.Info("foreman started", "workers", f.workers.Load(), "batch", cfg.Batch, "poll_interval", cfg.PollInterval,
+	// The batch in effect: --batch, never more than the workers.
+	batch := int(f.workers.Load())
+	if cfg.Batch > 0 {
+		batch = min(cfg.Batch, batch)
+	}
+	f.log.Info("foreman started", "workers", f.workers.Load(), "batch", batch, "poll_interval", cfg.PollInterval,
 		"paused", f.paused.Load(), "services", len(f.services))
 
 	// claimCtx ends with intake, so that a claim waiting on a locked
@@ -890,6 +895,12 @@ func (f *Foreman) settle(t *queue.Task, o Outcome, err error, d time.Duration) {
 		var pe *PanicError
 		errors.As(err, &pe)
 		f.log.Error("task panicked", append(attrs, "stack", string(pe.Stack))...)
+	case Failed:
+		if t.MaxAttempts > 1 && t.Attempt >= t.MaxAttempts {
+			f.log.Error("task failed; no attempts left", attrs...)
+		} else {
+			f.log.Error("task failed", attrs...)
+		}
 	default:
 		f.log.Error("task failed", attrs...)
 	}

@@ -63,6 +63,13 @@ func (r record) int(key string) int64 {
 
 func (r record) str(key string) string { s, _ := r[key].(string); return s }
 
+// duration reads a duration, which the daemon's JSON log writes as text
+// ("1.5s"); 0 when absent or malformed.
+func (r record) duration(key string) time.Duration {
+	d, _ := time.ParseDuration(r.str(key))
+	return d
+}
+
 // daemon is a running `snappea run` with JSON logs, read as they come.
 type daemon struct {
 	t    testing.TB

@@ -275,6 +275,14 @@ func TestReload_BrokenProgramKeepsTheOldRunning(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "this build is broken") {
 		t.Errorf("snappea reload with a broken program: exit %d, %q", r.code, r.stderr)
 	}
+	// Refused through the control socket, the daemon logs the same record.
+	viaSocket := d.waitFor(30*time.Second, "the refused 'snappea reload'", func(r record) bool {
+		return r.msg() == "reload refused; still running unchanged" && r.str("signal") == "control socket"
+	})
+	if viaSocket.str("level") != "ERROR" || !strings.Contains(viaSocket.str("err"), "this build is broken") ||
+		rec.str("level") != "ERROR" || rec.str("signal") != "HUP" {
+		t.Errorf("refusals after HUP and through 'snappea reload' differ: %v and %v", rec, viaSocket)
+	}
 	s := fullStatus(t, dir)
 	if s.Generation != 0 || s.State != "running" || s.PID != d.pid() {
 		t.Errorf("after refused reloads: %+v", s)
@@ -521,7 +529,7 @@ func TestServices_PanickingServiceIsRestarted(t *testing.T) {
 	d.waitFor(30*time.Second, "the daemon to start", isMsg("foreman started"))
 	// It panics twice: restarted after 1s, then after 2s.
 	d.waitFor(10*time.Second, "the second restart", func(r record) bool {
-		return r.msg() == "service panicked; restarting it" && r.int("restart_in") == int64(2*time.Second)
+		return r.msg() == "service panicked; restarting it" && r.duration("restart_in") == 2*time.Second
 	})
 	s := waitFull(t, dir, 10*time.Second, "the service running again", func(s control.Status) bool {
 		for _, sv := range s.Services {
@@ -549,6 +557,9 @@ func TestMetrics_Scraped(t *testing.T) {
 	mustSnappea(t, "enqueue", "--dir", dir, "--count", "7", "snappea.noop")
 	mustSnappea(t, "enqueue", "--dir", dir, "snappea.fail", `{"msg": "no"}`)
 	d.waitUntil(10*time.Second, "8 tasks", func() bool { return d.count(isMsg("task done")) == 8 })
+	// "task done" comes before a failed task is recorded and its worker
+	// freed.
+	waitFull(t, dir, 10*time.Second, "no worker busy", func(s control.Status) bool { return s.WorkersBusy == 0 })
 
 	resp, err := http.Get(addr)
 	if err != nil {

@@ -68,15 +68,15 @@ func failedList(t testing.TB, dir string) []failedJSON {
 
 func TestTaskOptionUsageErrors(t *testing.T) {
 	tests := []usageError{
-		{name: "negative delay", args: []string{"enqueue", "--dir", "DIR", "--delay", "-1s", "snappea.noop"}, want: []string{"delay", "negative"}},
+		{name: "negative delay", args: []string{"enqueue", "--dir", "DIR", "--delay", "-1s", "snappea.noop"}, want: []string{"delay", "want zero or more"}},
 		{name: "delay not a duration", args: []string{"enqueue", "--dir", "DIR", "--delay", "soon", "snappea.noop"}, want: []string{"delay", "duration"}},
 		{name: "bad time", args: []string{"enqueue", "--dir", "DIR", "--at", "tomorrow", "snappea.noop"}, want: []string{"-at", "RFC 3339"}},
 		{name: "time without offset", args: []string{"enqueue", "--dir", "DIR", "--at", "2030-01-02T15:04:05", "snappea.noop"}, want: []string{"-at", "RFC 3339"}},
 		{name: "at and delay", args: []string{"enqueue", "--dir", "DIR", "--at", "2030-01-02T15:04:05Z", "--delay", "1s", "snappea.noop"}, want: []string{"--at", "--delay"}},
 		{name: "priority not a number", args: []string{"enqueue", "--dir", "DIR", "--priority", "high", "snappea.noop"}, want: []string{"priority"}},
-		{name: "negative timeout", args: []string{"enqueue", "--dir", "DIR", "--timeout", "-5s", "snappea.noop"}, want: []string{"timeout", "negative"}},
-		{name: "negative max attempts", args: []string{"enqueue", "--dir", "DIR", "--max-attempts", "-1", "snappea.noop"}, want: []string{"max-attempts", "negative"}},
-		{name: "bad environment twin", env: []string{"SNAPPEA_COUNT=lots"}, args: []string{"enqueue", "--dir", "DIR", "snappea.noop"}, want: []string{"SNAPPEA_COUNT", "lots"}},
+		{name: "negative timeout", args: []string{"enqueue", "--dir", "DIR", "--timeout", "-5s", "snappea.noop"}, want: []string{"timeout", "want zero or more"}},
+		{name: "negative max attempts", args: []string{"enqueue", "--dir", "DIR", "--max-attempts", "-1", "snappea.noop"}, want: []string{"max-attempts", "want zero or more"}},
+		{name: "bad environment twin", env: []string{"SNAPPEA_MAX_BACKLOG=lots"}, args: []string{"enqueue", "--dir", "DIR", "snappea.noop"}, want: []string{"SNAPPEA_MAX_BACKLOG", "lots", "want zero or more, a whole number"}},
 		{name: "cancel without ID", args: []string{"cancel", "--dir", "DIR"}, want: []string{"ID"}},
 		{name: "cancel bad ID", args: []string{"cancel", "--dir", "DIR", "twelve"}, want: []string{"twelve"}},
 		{name: "cancel zero", args: []string{"cancel", "--dir", "DIR", "0"}, want: []string{`"0"`}},
@@ -204,10 +204,10 @@ func TestRetriesThenFailedRetry(t *testing.T) {
 			break
 		}
 		r := d.waitFor(10*time.Second, fmt.Sprintf("attempt %d to be retried", attempt), isTask("task failed; will retry", id))
-		waits = append(waits, time.Duration(r.int("retry_in")))
+		waits = append(waits, r.duration("retry_in"))
 		id = r.int("retry_id")
 	}
-	last := d.waitFor(10*time.Second, "the last attempt to fail", isTask("task failed", id))
+	last := d.waitFor(10*time.Second, "the last attempt to fail", isTask("task failed; no attempts left", id))
 	if last.int("attempt") != 3 || last.int("max_attempts") != 3 {
 		t.Errorf("last failure: attempt %d of %d, want 3 of 3", last.int("attempt"), last.int("max_attempts"))
 	}
@@ -420,9 +420,11 @@ func TestCancel(t *testing.T) {
 
 func TestEnqueueOptionsIgnoreTheEnvironment(t *testing.T) {
 	// A task's options belong to one enqueue: variables exported for other
-	// commands (stop --timeout, failed retry --all) must not leak into it.
+	// commands (stop --timeout, failed retry --all, run --batch) must not
+	// leak into it, nor may those of one enqueue (--count).
 	dir := dataDir(t)
-	env := []string{"SNAPPEA_DIR=" + dir, "SNAPPEA_KEY=k", "SNAPPEA_DELAY=1h", "SNAPPEA_TIMEOUT=1s", "SNAPPEA_PRIORITY=3"}
+	env := []string{"SNAPPEA_DIR=" + dir, "SNAPPEA_KEY=k", "SNAPPEA_DELAY=1h", "SNAPPEA_TIMEOUT=1s", "SNAPPEA_PRIORITY=3",
+		"SNAPPEA_COUNT=5", "SNAPPEA_BATCH=true", "SNAPPEA_NO_CHECK=true"}
 	for range 2 {
 		r := snappeaEnv(t, env, "enqueue", "snappea.noop")
 		if r.code != 0 || len(ids(t, r.stdout)) != 1 || strings.Contains(r.stderr, "due at") || strings.Contains(r.stderr, "duplicate") {
