@@ -40,16 +40,15 @@ func (c *cmdEnv) statusCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			st, unknown, err := c.status(ctx, &data, &ctl)
+			st, unknown, silent, err := c.status(ctx, &data, &ctl)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
 			}
-			// A daemon that holds the lock and does not answer is a
-			// problem even though the queue could be shown; one that only
-			// answers another user is not.
+			// A daemon that holds the lock and does not answer in time is
+			// a problem even though the queue could be shown.
 			code := ExitOK
-			if st.PID != 0 && !st.Running && unknown == "" {
+			if silent {
 				code = ExitError
 			}
 			if asJSON {
@@ -68,15 +67,16 @@ func (c *cmdEnv) statusCommand() command {
 
 // status asks the daemon through its control socket and, without a
 // daemon or when it does not answer, reads the queue itself. unknown, if
-// set, says why it cannot tell whether a daemon runs.
-func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags) (st *control.Status, unknown string, err error) {
+// set, says why it cannot tell whether a daemon runs; silent, that a daemon
+// holds the lock and did not answer within the control timeout.
+func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags) (st *control.Status, unknown string, silent bool, err error) {
 	pid, err := pidfile.Running(data.lockPath())
 	if errors.Is(err, fs.ErrPermission) {
 		// A monitoring account: the queue is still worth showing.
 		unknown = fmt.Sprintf("unknown: this user may not read the lock %s that tells", data.lockPath())
 		fmt.Fprintf(c.Stderr, "snappea status: cannot tell whether a daemon runs: %v\n", err)
 	} else if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if pid != 0 {
 		var ans *control.Status
@@ -85,12 +85,13 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 			return err
 		})
 		if err == nil {
-			return ans, "", nil
+			return ans, "", false, nil
 		}
 		if errors.Is(err, control.ErrPermission) {
 			unknown = fmt.Sprintf("pid %d is running; its control socket answers only the daemon's user and root", pid)
 			fmt.Fprintf(c.Stderr, "snappea status: %v; showing the queue from the database\n", err)
 		} else if errors.Is(err, errNotAnswering) {
+			silent = true
 			fmt.Fprintf(c.Stderr, "snappea status: %v\nsnappea status: showing what the database tells; the daemon's part (state, workers, running tasks, services) is missing\n", err)
 		} else {
 			fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
@@ -98,12 +99,12 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 	}
 	q, err := data.openReading(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	defer q.Close()
 	qs, err := q.Stats(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	st = &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
 		OldestAgeSeconds: qs.OldestAge.Seconds(), SchemaVersion: qs.SchemaVersion,
@@ -118,7 +119,7 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 			st.Schedules = controlSchedules(entries)
 		}
 	}
-	return st, unknown, nil
+	return st, unknown, silent, nil
 }
 
 // writeStatus prints st as a compact table.
