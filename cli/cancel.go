@@ -6,14 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/pidfile"
 )
 
 func (c *cmdEnv) cancelCommand() command {
 	var (
 		data dataFlags
+		ctl  controlFlags
 		fs   *flag.FlagSet
 	)
 	return command{
@@ -27,6 +28,7 @@ func (c *cmdEnv) cancelCommand() command {
 						"is neither pending nor running: it has finished, was never queued, or failed and waits for\n"+
 						"a retry, which is a new task with its own id (the daemon logs it as retry_id).")
 				data.registerQueue(fs)
+				ctl.register(fs)
 			}
 			return fs
 		},
@@ -53,9 +55,12 @@ func (c *cmdEnv) cancelCommand() command {
 				fmt.Fprintf(c.Stdout, "cancelled pending task %d\n", id)
 				return ExitOK
 			}
-			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			running, err := data.client().Cancel(ctx, id)
+			pid, _ := pidfile.Running(data.lockPath()) // for the message only
+			var running bool
+			err = c.daemonCall("cancel", &data, &ctl, pid).do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+				running, err = cl.Cancel(ctx, id)
+				return err
+			})
 			switch {
 			case errors.Is(err, control.ErrNoDaemon):
 				fmt.Fprintf(c.Stderr, "snappea cancel: task %d is not pending, and no daemon runs on %s to be running it: it has finished, or never existed\n", id, data.dir)

@@ -25,6 +25,10 @@ const (
 	ExitError  = 1 // a runtime error
 	ExitUsage  = 2 // bad flags, arguments or environment
 	ExitLocked = 4 // another daemon holds the data directory's lock
+	// ExitDataDirGone: the daemon's database, lock file or control socket
+	// left its path while it ran (the data directory deleted or moved);
+	// start it again to use the new one.
+	ExitDataDirGone = 5
 )
 
 // File names inside the data directory, beside the database and the wakeup
@@ -371,6 +375,8 @@ Exit codes:
   1  runtime error
   2  usage error: bad flags, arguments or environment
   4  another daemon holds the lock on the data directory
+  5  run: the data directory was deleted (or its database, lock or socket
+     replaced) while the daemon ran; start it again to use the new one
 
 Delivery is at-most-once: a task's row is deleted before its handler starts,
 so a crash loses only tasks that had started, never queued ones.

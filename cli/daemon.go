@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,12 @@ const checkpointInterval = 200 * time.Millisecond
 // reloadCheckTimeout bounds the --check run a reload starts first.
 const reloadCheckTimeout = 30 * time.Second
 
+// finalFlushMin is the least time the last statistics write after the
+// foreman stops is given, even when the graceful timeout is used up: long
+// enough for a write on an unlocked database, short enough that a locked
+// one does not hold up the stop.
+const finalFlushMin = 500 * time.Millisecond
+
 // daemon is one run of 'snappea run': the parts it wires together, and the
 // operator's actions, which come from signals and from the control socket.
 type daemon struct {
@@ -67,14 +74,17 @@ type daemon struct {
 	sentry *report.Sentry
 	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
 	notify *notifier        // systemd's notify protocol (see notify.go)
+	files  []pathFile       // the files other processes find the daemon by (see datadir.go)
 
 	cancelRun context.CancelFunc // starts the graceful stop
+	stopBy    atomic.Int64       // unix ns: the deadline of the stop (or a reload's drain) under way; 0 before
 
 	mu        sync.Mutex
 	stopping  bool // a stop was asked for; it wins over a reload
 	reloading bool // drain, then re-execute
 	checking  bool // a reload's check is running
 	hardStop  bool // running tasks were cancelled on request
+	gone      bool // the data directory's files left their paths: exit with ExitDataDirGone
 }
 
 func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
@@ -229,6 +239,10 @@ func (d *daemon) run(ctx context.Context) int {
 			cancel()
 		}
 	}()
+	if d.files, err = d.dataDirFiles(); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -258,9 +272,18 @@ func (d *daemon) run(ctx context.Context) int {
 	stopNotify()
 	<-notifyDone
 	if d.rec != nil {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// The stop honours the graceful timeout even while another
+		// process holds the database's write lock: the last statistics
+		// get what is left of it.
+		deadline := time.Now().Add(finalFlushMin)
+		if ns := d.stopBy.Load(); ns != 0 {
+			deadline = later(deadline, time.Unix(0, ns))
+		}
+		flushCtx, cancel := context.WithDeadline(context.Background(), deadline)
 		if ferr := d.rec.Flush(flushCtx); ferr != nil {
-			log.Warn("could not write the last minute of statistics", "err", ferr)
+			rows, tasks := d.rec.Unwritten()
+			log.Warn("could not write the last statistics before the stop deadline; they are lost",
+				"err", ferr, "tasks", tasks, "rows", rows)
 		}
 		cancel()
 	}
@@ -274,7 +297,11 @@ func (d *daemon) run(ctx context.Context) int {
 
 	d.mu.Lock()
 	reload := d.reloading && !d.stopping
+	gone := d.gone
 	d.mu.Unlock()
+	if gone {
+		return ExitDataDirGone
+	}
 	if !reload {
 		d.notify.stopping()
 		return ExitOK
@@ -346,11 +373,13 @@ func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]forem
 	f := d.f
 	svcs := append([]foreman.Service(nil), d.c.prog.Services...)
 	var obs []foreman.Observer
+	svcs = append(svcs, d.watchDataDir())
 	svcs = append(svcs, foreman.Service{Name: "checkpoint", Run: func(ctx context.Context) error {
 		return d.q.RunCheckpoints(ctx, checkpointInterval)
 	}})
 	if f.statsRetention > 0 {
 		rec, err := stats.New(stats.Config{DB: d.q.DB(), Retention: f.statsRetention, Logger: d.log,
+			StopFlushTimeout: max(f.gracefulTimeout, finalFlushMin),
 			Backlog: func(ctx context.Context) (int64, error) {
 				st, err := d.q.Stats(ctx)
 				return st.Pending, err
@@ -517,15 +546,31 @@ func (d *daemon) stop(now bool, why string) {
 			cancel()
 			d.fm.Shutdown(ctx)
 		}()
+		d.stopBy.Store(time.Now().UnixNano())
 		d.cancelRun()
 	case first && wasReloading:
 		d.log.Info("stop requested during a reload: stopping instead of re-executing", "signal", why)
 	case first:
 		d.log.Info("received signal, stopping", "signal", why, "graceful_timeout", d.f.gracefulTimeout)
-		d.cancelRun()
+		d.beginStop()
 	default:
 		d.log.Info("already stopping; the graceful deadline is unchanged", "signal", why)
 	}
+}
+
+// beginStop starts the graceful stop and notes its deadline, the
+// graceful timeout from now; a repeated stop never moves it.
+func (d *daemon) beginStop() {
+	d.stopBy.CompareAndSwap(0, time.Now().Add(d.f.gracefulTimeout).UnixNano())
+	d.cancelRun()
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Reload checks that the program on disk starts with this daemon's flags
@@ -575,7 +620,7 @@ func (d *daemon) tryReload(ctx context.Context) error {
 	d.log.Info("reload: check passed; draining running tasks before re-executing",
 		"graceful_timeout", d.f.gracefulTimeout)
 	d.notify.reloading()
-	d.cancelRun()
+	d.beginStop()
 	return nil
 }
 

@@ -16,7 +16,10 @@
 // The daemon ('snappea run') answers signals and its control socket (see
 // package control): TERM stops, INT stops and then escalates, HUP reloads
 // by re-executing the program on disk after a --check run, TSTP and CONT
-// pause and resume, USR1 reopens the log file.
+// pause and resume, USR1 reopens the log file. It exits with
+// [ExitDataDirGone] when its database, lock file or control socket leaves
+// its path while it runs. The commands that talk to it wait at most
+// --control-timeout for each answer.
 //
 // This is the only package that reads flags, the environment or signals;
 // the packages it wires together take a Config and a context.

@@ -128,9 +128,13 @@ func (d *daemon) Stop(ctx context.Context, now bool) error {
 	return nil
 }
 
-// SetWorkers resizes the pool.
+// SetWorkers resizes the pool. A size out of range is the request's
+// fault: the control socket answers 400 with the limit.
 func (d *daemon) SetWorkers(ctx context.Context, n int) error {
-	return d.fm.SetWorkers(n)
+	if err := d.fm.SetWorkers(n); err != nil {
+		return fmt.Errorf("%w: %w", control.ErrInvalid, err)
+	}
+	return nil
 }
 
 // Cancel cancels a running task's context.

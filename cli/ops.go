@@ -11,16 +11,18 @@ import (
 	"time"
 
 	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/stats"
 )
 
 // daemonCommand is a command that asks the running daemon to do something
-// through its control socket.
+// through its control socket, each request bounded by --control-timeout.
 func (c *cmdEnv) daemonCommand(name, args, summary, help string, extra func(fs *flag.FlagSet),
-	do func(ctx context.Context, cl *control.Client, pid int, args []string) int) command {
+	do func(ctx context.Context, call *daemonCall, args []string) int) command {
 	var (
 		data dataFlags
+		ctl  controlFlags
 		fs   *flag.FlagSet
 	)
 	return command{
@@ -29,6 +31,7 @@ func (c *cmdEnv) daemonCommand(name, args, summary, help string, extra func(fs *
 			if fs == nil {
 				fs = c.newFlagSet(name, args, help)
 				data.register(fs)
+				ctl.register(fs)
 				if extra != nil {
 					extra(fs)
 				}
@@ -45,7 +48,7 @@ func (c *cmdEnv) daemonCommand(name, args, summary, help string, extra func(fs *
 				fmt.Fprintf(c.Stderr, "snappea %s: no daemon is running on %s\n", name, data.dir)
 				return ExitError
 			}
-			return do(ctx, data.client(), pid, args)
+			return do(ctx, c.daemonCall(name, &data, &ctl, pid), args)
 		},
 	}
 }
@@ -59,11 +62,11 @@ func (c *cmdEnv) fail(name string, err error) int {
 func (c *cmdEnv) pauseCommand() command {
 	return c.daemonCommand("pause", "", "stop claiming tasks (as TSTP); running tasks go on",
 		"Pauses the daemon: it claims no tasks until resumed; running tasks go on. Same as TSTP.", nil,
-		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
-			if err := cl.Pause(ctx); err != nil {
-				return c.fail("pause", err)
+		func(ctx context.Context, call *daemonCall, args []string) int {
+			if err := call.do(ctx, (*control.Client).Pause); err != nil {
+				return call.fail(err)
 			}
-			fmt.Fprintf(c.Stderr, "paused pid %d\n", pid)
+			fmt.Fprintf(c.Stderr, "paused pid %d\n", call.pid)
 			return ExitOK
 		})
 }
@@ -71,11 +74,11 @@ func (c *cmdEnv) pauseCommand() command {
 func (c *cmdEnv) resumeCommand() command {
 	return c.daemonCommand("resume", "", "claim tasks again after pause (as CONT)",
 		"Resumes a paused daemon. Same as CONT.", nil,
-		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
-			if err := cl.Resume(ctx); err != nil {
-				return c.fail("resume", err)
+		func(ctx context.Context, call *daemonCall, args []string) int {
+			if err := call.do(ctx, (*control.Client).Resume); err != nil {
+				return call.fail(err)
 			}
-			fmt.Fprintf(c.Stderr, "resumed pid %d\n", pid)
+			fmt.Fprintf(c.Stderr, "resumed pid %d\n", call.pid)
 			return ExitOK
 		})
 }
@@ -95,15 +98,21 @@ func (c *cmdEnv) reloadCommand() command {
 			fs.BoolVar(&wait, "wait", false, "return only when the new program answers")
 			fs.DurationVar(&timeout, "timeout", time.Minute, "with --wait, give up after this long")
 		},
-		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
-			before, err := cl.Status(ctx)
-			if err != nil {
-				return c.fail("reload", err)
+		func(ctx context.Context, call *daemonCall, args []string) int {
+			var before *control.Status
+			if err := call.do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+				before, err = cl.Status(ctx)
+				return err
+			}); err != nil {
+				return call.fail(err)
 			}
-			if err := cl.Reload(ctx); err != nil {
-				return c.fail("reload", err)
+			// The answer comes after the check of the new program, which
+			// takes up to reloadCheckTimeout.
+			call.timeout = max(call.timeout, reloadCheckTimeout+5*time.Second)
+			if err := call.do(ctx, (*control.Client).Reload); err != nil {
+				return call.fail(err)
 			}
-			fmt.Fprintf(c.Stderr, "reload accepted: pid %d is draining and will re-execute\n", pid)
+			fmt.Fprintf(c.Stderr, "reload accepted: pid %d is draining and will re-execute\n", call.pid)
 			if !wait {
 				return ExitOK
 			}
@@ -117,7 +126,12 @@ func (c *cmdEnv) reloadCommand() command {
 					return c.fail("reload", fmt.Errorf("no new generation answered within %s", timeout))
 				case <-tick.C:
 				}
-				if st, err := cl.Status(ctx); err == nil && st.Generation > before.Generation {
+				var st *control.Status
+				err := call.do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+					st, err = cl.Status(ctx)
+					return err
+				})
+				if err == nil && st.Generation > before.Generation {
 					fmt.Fprintf(c.Stderr, "reloaded: pid %d, generation %d, %s\n", st.PID, st.Generation, st.State)
 					return ExitOK
 				}
@@ -126,28 +140,42 @@ func (c *cmdEnv) reloadCommand() command {
 }
 
 func (c *cmdEnv) workersCommand() command {
-	return c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
-		"Without N, shows how many workers are busy. With N, resizes the pool: growing takes\n"+
-			"effect at once; shrinking lets running tasks finish and claims again below N.", nil,
-		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
+	cmd := c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
+		"Without N, shows how many workers are busy. With N, 1 to 10000, resizes the pool: growing\n"+
+			"takes effect at once; shrinking lets running tasks finish and claims again below N.", nil,
+		func(ctx context.Context, call *daemonCall, args []string) int {
 			if len(args) == 0 {
-				st, err := cl.Status(ctx)
-				if err != nil {
-					return c.fail("workers", err)
+				var st *control.Status
+				if err := call.do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+					st, err = cl.Status(ctx)
+					return err
+				}); err != nil {
+					return call.fail(err)
 				}
 				fmt.Fprintf(c.Stdout, "%d of %d busy\n", st.WorkersBusy, st.WorkersTotal)
 				return ExitOK
 			}
-			n, err := strconv.Atoi(args[0])
-			if len(args) > 1 || err != nil || n < 1 {
-				return c.usagef("workers", "want one number of workers, at least 1; got %q", args)
+			n, _ := strconv.Atoi(args[0]) // checked below, before the daemon is looked for
+			if err := call.do(ctx, func(cl *control.Client, ctx context.Context) error {
+				return cl.SetWorkers(ctx, n)
+			}); err != nil {
+				return call.fail(err)
 			}
-			if err := cl.SetWorkers(ctx, n); err != nil {
-				return c.fail("workers", err)
-			}
-			fmt.Fprintf(c.Stderr, "pid %d now has %d workers\n", pid, n)
+			fmt.Fprintf(c.Stderr, "pid %d now has %d workers\n", call.pid, n)
 			return ExitOK
 		})
+	// A bad N is a usage error, daemon or not.
+	run := cmd.run
+	cmd.run = func(ctx context.Context, args []string) int {
+		if len(args) > 0 {
+			n, err := strconv.Atoi(args[0])
+			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
+				return c.usagef("workers", "want one number of workers, 1 to %d; got %q", foreman.MaxWorkers, args)
+			}
+		}
+		return run(ctx, args)
+	}
+	return cmd
 }
 
 func (c *cmdEnv) healthCommand() command {
@@ -156,17 +184,15 @@ func (c *cmdEnv) healthCommand() command {
 			"tasks waiting longer than the daemon's --stuck-after while no worker is busy and it is\n"+
 			"not paused). Otherwise prints one line saying why and exits 1. For Docker HEALTHCHECK\n"+
 			"and monitoring.", nil,
-		func(ctx context.Context, cl *control.Client, pid int, args []string) int {
-			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := cl.Health(ctx); err != nil {
+		func(ctx context.Context, call *daemonCall, args []string) int {
+			if err := call.do(ctx, (*control.Client).Health); err != nil {
 				if errors.Is(err, control.ErrNoDaemon) {
-					err = fmt.Errorf("daemon pid %d is not answering on its control socket: %w", pid, err)
+					err = fmt.Errorf("daemon pid %d is not answering on its control socket: %w", call.pid, err)
 				}
 				fmt.Fprintf(c.Stdout, "unhealthy: %v\n", err)
 				return ExitError
 			}
-			fmt.Fprintf(c.Stdout, "healthy: pid %d\n", pid)
+			fmt.Fprintf(c.Stdout, "healthy: pid %d\n", call.pid)
 			return ExitOK
 		})
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime/pprof"
 	"time"
+
+	"github.com/snappea/snappea/foreman"
 )
 
 type runFlags struct {
@@ -36,7 +38,7 @@ func (c *cmdEnv) runCommand() command {
 				fs = c.newFlagSet("run", "", "Runs the daemon in the foreground: claims queued tasks and runs them.\nSee 'snappea help' for the signals it answers.")
 				f.data.registerQueue(fs)
 				f.log.register(fs)
-				fs.IntVar(&f.workers, "workers", 16, withEnv("workers", "number of tasks run at once ('snappea workers N' changes it while running)"))
+				fs.IntVar(&f.workers, "workers", 16, withEnv("workers", "number of tasks run at once, at most 10000 ('snappea workers N' changes it while running)"))
 				fs.IntVar(&f.batch, "batch", 0, withEnv("batch", "most tasks taken per claim; never more than the free workers (default: --workers)"))
 				fs.DurationVar(&f.gracefulTimeout, "graceful-timeout", 10*time.Second, withEnv("graceful-timeout", "on stop or reload, how long running tasks may finish before their contexts are cancelled"))
 				fs.DurationVar(&f.pollInterval, "poll-interval", 3*time.Second, withEnv("poll-interval", "how often to look for tasks without a wakeup (a fallback; wakeups are immediate)"))
@@ -73,8 +75,8 @@ func (f *runFlags) validate(given ...func(name string) string) error {
 		name = func(n string, _ any) string { return given[0](n) }
 	}
 	switch {
-	case f.workers < 1:
-		return fmt.Errorf("%s: want at least 1", name("workers", f.workers))
+	case f.workers < 1 || f.workers > foreman.MaxWorkers:
+		return fmt.Errorf("%s: want 1 to %d", name("workers", f.workers), foreman.MaxWorkers)
 	case f.batch < 0:
 		return fmt.Errorf("%s: want at least 1 (0 means --workers)", name("batch", f.batch))
 	case f.pollInterval <= 0:

@@ -15,11 +15,13 @@ import (
 	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/schedule"
 )
 
 func (c *cmdEnv) statusCommand() command {
 	var (
 		data   dataFlags
+		ctl    controlFlags
 		asJSON bool
 		fs     *flag.FlagSet
 	)
@@ -27,17 +29,27 @@ func (c *cmdEnv) statusCommand() command {
 		name: "status", summary: "show the daemon (state, workers, running tasks, services) and the queue",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("status", "", "Shows the daemon running on the data directory, asked through its control socket,\nand the queue. Without a daemon it shows the queue and says so.")
+				fs = c.newFlagSet("status", "", "Shows the daemon running on the data directory, asked through its control socket,\n"+
+					"and the queue. Without a daemon it shows the queue and says so. When a daemon holds\n"+
+					"the lock but does not answer within --control-timeout (stopped, overloaded or wedged),\n"+
+					"it shows what the database tells (the queue, schedules), says so, and exits 1.")
 				data.registerQueue(fs)
+				ctl.register(fs)
 				fs.BoolVar(&asJSON, "json", false, "print JSON with stable keys, for scripts")
 			}
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
-			st, unknown, err := c.status(ctx, &data)
+			st, unknown, silent, err := c.status(ctx, &data, &ctl)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
+			}
+			// A daemon that holds the lock and does not answer in time is
+			// a problem even though the queue could be shown.
+			code := ExitOK
+			if silent {
+				code = ExitError
 			}
 			if asJSON {
 				enc := json.NewEncoder(c.Stdout)
@@ -45,50 +57,69 @@ func (c *cmdEnv) statusCommand() command {
 				if err := enc.Encode(st); err != nil {
 					return ExitError
 				}
-				return ExitOK
+				return code
 			}
 			writeStatus(c.Stdout, st, data.dbPath(), unknown)
-			return ExitOK
+			return code
 		},
 	}
 }
 
 // status asks the daemon through its control socket and, without a
-// daemon, reads the queue itself. unknown, if set, says why it cannot
-// tell whether a daemon runs.
-func (c *cmdEnv) status(ctx context.Context, data *dataFlags) (st *control.Status, unknown string, err error) {
+// daemon or when it does not answer, reads the queue itself. unknown, if
+// set, says why it cannot tell whether a daemon runs; silent, that a daemon
+// holds the lock and did not answer within the control timeout.
+func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags) (st *control.Status, unknown string, silent bool, err error) {
 	pid, err := pidfile.Running(data.lockPath())
 	if errors.Is(err, fs.ErrPermission) {
 		// A monitoring account: the queue is still worth showing.
 		unknown = fmt.Sprintf("unknown: this user may not read the lock %s that tells", data.lockPath())
 		fmt.Fprintf(c.Stderr, "snappea status: cannot tell whether a daemon runs: %v\n", err)
 	} else if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if pid != 0 {
-		st, err := data.client().Status(ctx)
+		var ans *control.Status
+		err := c.daemonCall("status", data, ctl, pid).do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+			ans, err = cl.Status(ctx)
+			return err
+		})
 		if err == nil {
-			return st, "", nil
+			return ans, "", false, nil
 		}
 		if errors.Is(err, control.ErrPermission) {
 			unknown = fmt.Sprintf("pid %d is running; its control socket answers only the daemon's user and root", pid)
 			fmt.Fprintf(c.Stderr, "snappea status: %v; showing the queue from the database\n", err)
+		} else if errors.Is(err, errNotAnswering) {
+			silent = true
+			fmt.Fprintf(c.Stderr, "snappea status: %v\nsnappea status: showing what the database tells; the daemon's part (state, workers, running tasks, services) is missing\n", err)
 		} else {
 			fmt.Fprintf(c.Stderr, "snappea status: daemon pid %d holds the lock but did not answer on its control socket: %v\n", pid, err)
 		}
 	}
 	q, err := data.openReading(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	defer q.Close()
 	qs, err := q.Stats(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
-	return &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
+	st = &control.Status{PID: pid, DaemonPID: pid, Pending: qs.Pending, Ready: qs.Ready, Delayed: qs.Delayed,
 		OldestAgeSeconds: qs.OldestAge.Seconds(), SchemaVersion: qs.SchemaVersion,
-		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}, unknown, nil
+		Active: []control.Active{}, Services: []control.Service{}, Schedules: []control.Schedule{}}
+	if pid != 0 {
+		// A daemon runs but did not answer: its schedules are in the
+		// database too.
+		entries, err := schedule.Read(ctx, q.DB())
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "snappea status: reading the schedules: %v\n", err)
+		} else if len(entries) > 0 {
+			st.Schedules = controlSchedules(entries)
+		}
+	}
+	return st, unknown, silent, nil
 }
 
 // writeStatus prints st as a compact table.
@@ -150,6 +181,7 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 func (c *cmdEnv) stopCommand() command {
 	var (
 		data    dataFlags
+		ctl     controlFlags
 		wait    bool
 		now     bool
 		timeout time.Duration
@@ -161,6 +193,7 @@ func (c *cmdEnv) stopCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("stop", "", "Stops the daemon running on the data directory: it stops intake at once and lets\nrunning tasks finish within its graceful timeout (as TERM does).")
 				data.register(fs)
+				ctl.register(fs)
 				fs.BoolVar(&wait, "wait", false, "return only when the daemon has exited")
 				fs.BoolVar(&now, "now", false, "cancel running tasks at once instead of waiting out the graceful timeout")
 				fs.DurationVar(&timeout, "timeout", 0, "with --wait, give up after this long (0: no limit)")
@@ -177,18 +210,22 @@ func (c *cmdEnv) stopCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea stop: no daemon is running on %s\n", data.dir)
 				return ExitError
 			}
-			if err := data.client().Stop(ctx, now); err == nil {
+			call := c.daemonCall("stop", &data, &ctl, pid)
+			if err := call.do(ctx, func(cl *control.Client, ctx context.Context) error {
+				return cl.Stop(ctx, now)
+			}); err == nil {
 				fmt.Fprintf(c.Stderr, "asked pid %d to stop\n", pid)
 			} else if now {
-				fmt.Fprintf(c.Stderr, "snappea stop: %v\n", err)
-				return ExitError
+				return call.fail(err)
 			} else {
-				// The socket is the way; TERM does the same when it is gone.
+				// The socket is the way; TERM does the same when it is gone,
+				// and waits for a stopped process to run again.
+				fmt.Fprintf(c.Stderr, "snappea stop: %v\n", err)
 				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 					fmt.Fprintf(c.Stderr, "snappea stop: signal pid %d: %v\n", pid, err)
 					return ExitError
 				}
-				fmt.Fprintf(c.Stderr, "sent TERM to pid %d\n", pid)
+				fmt.Fprintf(c.Stderr, "sent TERM to pid %d instead\n", pid)
 			}
 			if !wait {
 				return ExitOK

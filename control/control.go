@@ -13,6 +13,14 @@ import (
 // directory.
 const SocketFile = "snappea.sock"
 
+// DeadlineHeader carries the time, in Unix nanoseconds, after which the
+// sender no longer waits for the answer; the Client sets it from its
+// context's deadline. A request the server reads after that time is
+// answered 408 and not carried out, so that a daemon stopped (SIGSTOP)
+// while commands queued up on its socket does not, once continued, pause,
+// reload or stop for senders that have long given up.
+const DeadlineHeader = "Snappea-Deadline"
+
 // Handler is what the server asks; the daemon implements it. The server
 // calls it from many goroutines at once, each call with a context that ends
 // when the client goes away or after a few seconds (see the package

@@ -42,6 +42,11 @@
 // client goes away. A client has 5 seconds to send its request's headers
 // and 10 for the whole request; an idle connection is closed after 30.
 //
+// The [Client] puts its context's deadline in the [DeadlineHeader]. A request
+// read after it, 408 for any endpoint, is not carried out: a daemon stopped
+// with SIGSTOP finds, once continued, the requests that queued up on its
+// socket meanwhile, and their senders have given up.
+//
 // # Reloads
 //
 // A reload re-executes the daemon, and the socket goes on accepting

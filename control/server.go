@@ -56,6 +56,8 @@ type Server struct {
 
 	routes map[string]route
 
+	file fs.FileInfo // the socket file as created or adopted; nil if it could not be read
+
 	started    atomic.Bool
 	keepFile   atomic.Bool // set by ShutdownForExec: the next program serves the socket file
 	removeOnce sync.Once
@@ -159,6 +161,7 @@ func newServer(ln *net.UnixListener, path string, h Handler, logger *slog.Logger
 		logger = slog.Default()
 	}
 	s := &Server{h: h, log: logger, path: path, ln: ln, uid: os.Geteuid()}
+	s.file, _ = os.Lstat(path)
 	s.routes = map[string]route{
 		"/status":  {http.MethodGet, s.status},
 		"/health":  {http.MethodGet, s.health},
@@ -308,11 +311,33 @@ func (s *Server) removeFile() error {
 		return nil
 	}
 	s.removeOnce.Do(func() {
+		// Only this server's own socket: after the data directory was
+		// deleted and made again, the file at the path is another
+		// daemon's.
+		if s.StillAtPath() != nil {
+			return
+		}
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.removeErr = fmt.Errorf("remove control socket: %w", err)
 		}
 	})
 	return s.removeErr
+}
+
+// StillAtPath returns nil while the file at Path is the socket this server
+// listens on, and an error once it was removed or replaced (its data
+// directory deleted, say): clients can no longer reach this server.
+func (s *Server) StillAtPath() error {
+	fi, err := os.Lstat(s.path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("control socket %s: %w", s.path, err)
+	case s.file == nil:
+		return nil // unknown at start: nothing to compare with
+	case !os.SameFile(fi, s.file):
+		return fmt.Errorf("control socket %s was replaced by another file", s.path)
+	}
+	return nil
 }
 
 // peer is who is on the other end of a connection.
@@ -420,6 +445,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Allow", allow)
 		code, v = http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s takes %s, not %s", r.URL.Path, rt.method, r.Method)}
+	case expired(r, start):
+		code, v = http.StatusRequestTimeout, errorBody{fmt.Sprintf("%s %s arrived after its sender's deadline (%s header): not done", r.Method, r.URL.Path, DeadlineHeader)}
 	default:
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		ctx, cancel := context.WithTimeout(r.Context(), handlerTimeout)
@@ -441,6 +468,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, "err", e.Error)
 	}
 	s.log.Log(r.Context(), level, "control request", attrs...)
+}
+
+// expired reports whether r carries a DeadlineHeader that has passed: its
+// sender gave up on it, for example while this daemon was stopped
+// (SIGSTOP), and it must not take effect when the daemon runs again.
+func expired(r *http.Request, now time.Time) bool {
+	v := r.Header.Get(DeadlineHeader)
+	if v == "" {
+		return false
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && now.UnixNano() > ns
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -66,6 +66,12 @@ type Observer interface {
 	Finished(t *queue.Task, o Outcome, d time.Duration)
 }
 
+// MaxWorkers is the largest pool a Foreman runs: Config.Workers and
+// SetWorkers refuse more. Each worker slot costs memory up front (the
+// results channel, a claim's batch), so a mistyped size must fail, not
+// exhaust memory.
+const MaxWorkers = 10000
+
 // claimDelay is the longest a free slot waits for more slots to free up
 // before a claim while other tasks run; see Run.
 const claimDelay = time.Millisecond
@@ -102,8 +108,8 @@ type Config struct {
 	// with backoff when they fail, and stopped with the workers; optional.
 	Services []Service
 
-	// Workers is the number of tasks that run at once. Default 16.
-	// SetWorkers changes it while running.
+	// Workers is the number of tasks that run at once, at most
+	// MaxWorkers. Default 16. SetWorkers changes it while running.
 	Workers int
 	// Batch caps how many tasks one claim takes. Claims never take more
 	// than the free worker slots. Default: Workers (and following
@@ -148,6 +154,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("foreman config: Workers is %d, want at least 1 (0 for the default)", c.Workers)
+	}
+	if c.Workers > MaxWorkers {
+		return fmt.Errorf("foreman config: Workers is %d, more than the limit of %d (foreman.MaxWorkers)", c.Workers, MaxWorkers)
 	}
 	if c.Workers == 0 {
 		c.Workers = 16
@@ -425,11 +434,12 @@ func (f *Foreman) Resume() bool {
 	return true
 }
 
-// SetWorkers changes the pool size. Growing takes effect at once; shrinking
-// lets running tasks finish and claims again only below the new size.
+// SetWorkers changes the pool size, from 1 to MaxWorkers. Growing takes
+// effect at once; shrinking lets running tasks finish and claims again only
+// below the new size.
 func (f *Foreman) SetWorkers(n int) error {
-	if n < 1 {
-		return fmt.Errorf("set workers: %d: want at least 1", n)
+	if n < 1 || n > MaxWorkers {
+		return fmt.Errorf("set workers: %d: want 1 to %d (foreman.MaxWorkers)", n, MaxWorkers)
 	}
 	if old := f.workers.Swap(int64(n)); old != int64(n) {
 		f.log.Info("workers changed", "from", old, "to", n)
@@ -528,9 +538,21 @@ func (f *Foreman) Run(ctx context.Context) error {
 		"paused", f.paused.Load(), "services", len(f.services))
 
 	// claimCtx ends with intake, so that a claim waiting on a locked
-	// database does not hold up a stop.
+	// database does not hold up a stop. The loop itself waits inside that
+	// claim, so the stop cancels it from here, not from the loop. A claim
+	// cancelled before its DELETE commits takes nothing; one that committed
+	// returns its tasks, and the loop runs them like any others (they get
+	// the graceful timeout): claimed tasks are never dropped.
 	claimCtx, cancelClaims := context.WithCancel(context.Background())
 	defer cancelClaims()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-f.stopCh:
+		case <-claimCtx.Done():
+		}
+		cancelClaims()
+	}()
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	defer stopServices()
 	servicesDone := f.startServices(svcCtx)

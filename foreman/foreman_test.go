@@ -214,6 +214,8 @@ func TestNew_Validates(t *testing.T) {
 		{"negative workers", func(c *Config) { c.Workers = -1 }},
 		{"negative batch", func(c *Config) { c.Batch = -1 }},
 		{"negative poll", func(c *Config) { c.PollInterval = -time.Second }},
+		{"workers over MaxWorkers", func(c *Config) { c.Workers = MaxWorkers + 1 }},
+		{"a billion workers", func(c *Config) { c.Workers = 1_000_000_000 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -105,6 +105,17 @@ func TestForeman_SetWorkers(t *testing.T) {
 		if err := h.f.SetWorkers(0); err == nil {
 			t.Error("SetWorkers(0) accepted")
 		}
+		for _, n := range []int{MaxWorkers + 1, 1_000_000_000} {
+			if err := h.f.SetWorkers(n); err == nil || !strings.Contains(err.Error(), "10000") {
+				t.Errorf("SetWorkers(%d) = %v, want an error naming the limit", n, err)
+			}
+		}
+		if err := h.f.SetWorkers(MaxWorkers); err != nil {
+			t.Errorf("SetWorkers(MaxWorkers) = %v", err)
+		}
+		if err := h.f.SetWorkers(1); err != nil {
+			t.Fatal(err)
+		}
 		// Growing takes effect at once.
 		if err := h.f.SetWorkers(4); err != nil {
 			t.Fatal(err)

@@ -24,9 +24,9 @@ const DefaultRetention = 7 * 24 * time.Hour
 // to the row: nothing is lost.
 const writeDelay = time.Second
 
-// stopFlushTimeout bounds the final flush when Run's context ends: long
-// enough to wait out another connection's write lock, short enough not to
-// hold up a stop.
+// stopFlushTimeout is the default of Config.StopFlushTimeout: long enough
+// to wait out another connection's write lock, short enough not to hold up
+// a stop.
 const stopFlushTimeout = 10 * time.Second
 
 // Config configures a Recorder. DB is required; everything else has a
@@ -45,6 +45,11 @@ type Config struct {
 	Backlog func(ctx context.Context) (int64, error)
 	// Logger receives write failures at warn. Default slog.Default().
 	Logger *slog.Logger
+	// StopFlushTimeout bounds the final flush when Run's context ends, also
+	// while another process holds the database's write lock. Default 10s;
+	// the daemon gives it its graceful timeout, so that statistics never
+	// hold up a stop.
+	StopFlushTimeout time.Duration
 	// Now tells the time, for tests. Default time.Now. It is called on
 	// every Finished, so it must be safe for concurrent use.
 	Now func() time.Time
@@ -56,6 +61,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
+	}
+	if c.StopFlushTimeout < 0 {
+		return fmt.Errorf("stats config: StopFlushTimeout %v is negative", c.StopFlushTimeout)
+	}
+	if c.StopFlushTimeout == 0 {
+		c.StopFlushTimeout = stopFlushTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -227,8 +238,9 @@ func (r *Recorder) addOlder(k key, b agg) {
 // boundary, and prunes rows older than Config.Retention. A failed write is
 // logged at warn and its counts kept in memory for the next one (counts
 // older than the retention are dropped then). When ctx ends, Run flushes
-// everything, the current minute included, taking at most 10 seconds, and
-// returns nil, or the error of that final flush: its counts are lost.
+// everything, the current minute included, taking at most
+// Config.StopFlushTimeout, and returns nil, or the error of that final
+// flush, which says how much was not written.
 func (r *Recorder) Run(ctx context.Context) error {
 	timer := time.NewTimer(r.untilNextWrite())
 	defer timer.Stop()
@@ -236,10 +248,12 @@ func (r *Recorder) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			// ctx is over, but the flush is what stopping is for.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopFlushTimeout)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StopFlushTimeout)
 			defer cancel()
 			if err := r.Flush(fctx); err != nil {
-				return fmt.Errorf("final flush: %w", err)
+				rows, tasks := r.Unwritten()
+				return fmt.Errorf("final flush within %v: %w (not written: %d finished tasks in %d rows)",
+					r.cfg.StopFlushTimeout, err, tasks, rows)
 			}
 			return nil
 		case <-timer.C:
@@ -257,6 +271,25 @@ func (r *Recorder) untilNextWrite() time.Duration {
 	now := r.now()
 	next := time.Unix(minuteOf(now.Add(-writeDelay))+60, 0).Add(writeDelay)
 	return next.Sub(now)
+}
+
+// Unwritten returns what is recorded and not yet written: the rows (one
+// per minute and task name) and the finished tasks they count. After a
+// failed final flush, it is what the stop loses.
+func (r *Recorder) Unwritten() (rows int, tasks int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.curTasks {
+		if a.finished > 0 {
+			rows++
+			tasks += a.finished
+		}
+	}
+	for _, a := range r.older {
+		rows++
+		tasks += a.finished
+	}
+	return rows, tasks
 }
 
 // Flush writes everything recorded so far, the current minute included,

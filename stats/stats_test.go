@@ -604,3 +604,46 @@ func TestRow_JSON(t *testing.T) {
 		t.Errorf("JSON:\n got %s\nwant %s", b, want)
 	}
 }
+
+// While another connection holds the write lock, the final flush gives up
+// after Config.StopFlushTimeout, not after the busy timeout, and says what
+// it could not write.
+func TestRecorder_Run_FinalFlushBoundedWhileLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snappea.db")
+	db, err := queue.OpenDB(t.Context(), path, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	other, err := queue.OpenDB(t.Context(), path, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+
+	r := mustNew(t, Config{DB: db, StopFlushTimeout: 100 * time.Millisecond})
+	finish(r, "a", foreman.Done, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	err = r.Run(ctx)
+	// Without the bound the flush waits the default 10s.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Run took %v with the database locked, want about StopFlushTimeout (100ms)", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "not written: 1 finished tasks in 1 rows") {
+		t.Errorf("Run = %v, want the final flush's error saying what was not written", err)
+	}
+	if rows, tasks := r.Unwritten(); rows != 1 || tasks != 1 {
+		t.Errorf("Unwritten = %d rows, %d tasks; want 1, 1", rows, tasks)
+	}
+}
