@@ -81,7 +81,8 @@ func TestConfig_Defaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Dir: "snappea-data", DBPath: filepath.Join("snappea-data", "snappea.db"),
-		WakeupDir: filepath.Join("snappea-data", "wakeup"), BusyTimeout: 5 * time.Second}
+		WakeupDir: filepath.Join("snappea-data", "wakeup"), BusyTimeout: 5 * time.Second,
+		MaxArgsSize: DefaultMaxArgsSize}
 	c.Logger = nil
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -91,6 +92,9 @@ func TestConfig_Defaults(t *testing.T) {
 	}
 	if err := (&Config{Inline: true}).setDefaults(); err == nil {
 		t.Error("Inline without Registry accepted")
+	}
+	if err := (&Config{MaxArgsSize: -1}).setDefaults(); err == nil || !strings.Contains(err.Error(), "MaxArgsSize") {
+		t.Errorf("negative MaxArgsSize: %v, want an error naming the field", err)
 	}
 }
 
