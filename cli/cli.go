@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,7 +63,7 @@ type Program struct {
 // MainProgram is Main for a program with more than tasks.
 func MainProgram(p Program) int {
 	return RunProgram(context.Background(), os.Args[1:], Env{
-		Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Exit: os.Exit,
+		Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, Exit: os.Exit,
 	}, p)
 }
 
@@ -69,7 +71,9 @@ func MainProgram(p Program) int {
 // one, tests from their own.
 type Env struct {
 	Stdout, Stderr io.Writer
-	Getenv         func(string) string
+	// Stdin is read by 'snappea enqueue TASK -'. Default os.Stdin.
+	Stdin  io.Reader
+	Getenv func(string) string
 	// Exit ends the process at once with a status; the daemon calls it on
 	// a third INT. Default os.Exit.
 	Exit func(int)
@@ -249,6 +253,7 @@ type dataFlags struct {
 	dir, db, wakeupDir, pidfile string
 	busyTimeout                 time.Duration
 	maxBacklog                  int
+	maxArgsSize                 byteSize
 }
 
 func (d *dataFlags) register(fs *flag.FlagSet) {
@@ -271,9 +276,52 @@ func (d *dataFlags) registerProducer(fs *flag.FlagSet) {
 	fs.Var((*nonNegativeInt)(&d.maxBacklog), "max-backlog", withEnv("max-backlog", "refuse to enqueue past this many waiting tasks (`N`; 0: no limit), as queue.Config.MaxBacklog"))
 }
 
+// registerArgsSize registers --max-args-size, for the commands that
+// enqueue or claim tasks.
+func (d *dataFlags) registerArgsSize(fs *flag.FlagSet) {
+	d.maxArgsSize = queue.DefaultMaxArgsSize
+	fs.Var(&d.maxArgsSize, "max-args-size", withEnv("max-args-size", "the largest encoded arguments a task may have (a `size` such as 1MiB, 512KiB or plain bytes), as queue.Config.MaxArgsSize: larger is refused at enqueue, and failed, not run, by the daemon"))
+}
+
 func (d *dataFlags) queueConfig() queue.Config {
 	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout,
-		MaxBacklog: d.maxBacklog}
+		MaxBacklog: d.maxBacklog, MaxArgsSize: int(d.maxArgsSize)}
+}
+
+// byteSize is a size flag: plain bytes, or a number with a binary unit
+// (B, KiB, MiB, GiB). Zero and negative sizes are refused.
+type byteSize int
+
+func (b *byteSize) String() string {
+	switch v := int(*b); {
+	case v > 0 && v%(1<<30) == 0:
+		return strconv.Itoa(v>>30) + "GiB"
+	case v > 0 && v%(1<<20) == 0:
+		return strconv.Itoa(v>>20) + "MiB"
+	case v > 0 && v%(1<<10) == 0:
+		return strconv.Itoa(v>>10) + "KiB"
+	default:
+		return strconv.Itoa(v)
+	}
+}
+
+func (b *byteSize) Set(s string) error {
+	num, mult := strings.TrimSpace(s), 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if len(num) > len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil || v <= 0 || v > math.MaxInt32/mult {
+		return errors.New("want a positive size such as 1MiB, 512KiB or 1048576 (bytes), at most 2GiB")
+	}
+	*b = byteSize(v * mult)
+	return nil
 }
 
 func (d *dataFlags) dbPath() string {
@@ -393,7 +441,8 @@ func (d *nonNegativeDuration) Set(s string) error {
 
 // QueueConfigFromEnv returns the queue.Config a daemon started with the same
 // environment would use: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR and
-// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, and SNAPPEA_MAX_BACKLOG. A web server that opens
+// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, SNAPPEA_MAX_BACKLOG and
+// SNAPPEA_MAX_ARGS_SIZE. A web server that opens
 // its queue this way writes where the daemon reads and wakes the directory
 // it watches. Pass os.Getenv.
 func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
@@ -401,6 +450,7 @@ func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
 	fs := flag.NewFlagSet("env", flag.ContinueOnError)
 	d.registerQueue(fs)
 	d.registerProducer(fs)
+	d.registerArgsSize(fs)
 	if err := applyEnv(fs, getenv); err != nil {
 		return queue.Config{}, err
 	}
