@@ -268,7 +268,7 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
 	d.register(fs)
 	d.busyTimeout = 5 * time.Second
-	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "how long (a `duration`) to wait for another process's write lock on the database before failing"))
+	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "the longest (a `duration`) a write waits, in all, for other writers and the database's write lock before failing"))
 }
 
 // registerProducer registers the flags of a command that enqueues.
