@@ -318,7 +318,7 @@ func (b *byteSize) Set(s string) error {
 	}
 	v, err := strconv.Atoi(num)
 	if err != nil || v <= 0 || v > math.MaxInt32/mult {
-		return errors.New("want a positive size such as 1MiB, 512KiB or 1048576 (bytes), at most 2GiB")
+		return errors.New("want a positive size such as 1MiB, 512KiB or 1048576 (bytes), at most 1GiB")
 	}
 	*b = byteSize(v * mult)
 	return nil
