@@ -304,6 +304,61 @@ func TestQueue_StoppedTurnHolder(t *testing.T) {
 	}
 }
 
+// A holder that is not stopped (descheduled, or in a long transaction) is
+// given longer than a stopped one, but not the busy timeout.
+func TestQueue_RunningTurnHolder(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	q := mustOpen(t, Config{Dir: dir})
+	other := mustOpen(t, Config{Dir: dir})
+	if err := other.writeMu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer other.writeMu.Unlock()
+	for i := range 3 {
+		start := time.Now()
+		if _, err := q.Enqueue(ctx, "t", nil); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Enqueue %d with the turn held by a running holder took %v", i, d)
+		}
+	}
+}
+
+func TestStopped(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holdTurnEnv+"="+filepath.Join(t.TempDir(), "db"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if s, _ := bufio.NewReader(out).ReadString('\n'); s != "held\n" {
+		t.Fatalf("helper process: %q, want held", s)
+	}
+	pid := int64(cmd.Process.Pid)
+	if stopped(pid) {
+		t.Error("a running process is reported stopped")
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !stopped(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a process sent SIGSTOP is not reported stopped within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if stopped(0) || stopped(1<<40) {
+		t.Error("no process is reported stopped")
+	}
+}
+
 func TestQueue_WriteTx(t *testing.T) {
 	ctx := context.Background()
 	q := mustOpen(t, Config{})

@@ -1,11 +1,13 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -18,12 +20,18 @@ import (
 const WriteLockSuffix = "-writelock"
 
 // turnPatience is how long a writer waits for the turn while nobody gets
-// it: the holder is stopped (SIGSTOP, a debugger), frozen, or in a long
-// transaction. The writer then goes ahead under SQLite's own locking. A
-// normal turn lasts microseconds, a large claim a millisecond or two, and
-// while other writers keep getting the turn the wait goes on (up to the
-// busy timeout): a long queue of quick writers is not a stall.
-const turnPatience = 5 * time.Millisecond
+// it and its holder is stopped (SIGSTOP, a debugger): the writer then goes
+// ahead under SQLite's own locking. A holder that is not stopped (frozen,
+// in a long transaction, or only descheduled on a loaded machine, which
+// should not send every writer to SQLite's sleeping busy handler) is given
+// turnPatienceRunning. A normal turn lasts microseconds, a large claim a
+// millisecond or two, and while other writers keep getting the turn the
+// wait goes on (up to the busy timeout): a long queue of quick writers is
+// not a stall.
+const (
+	turnPatience        = 5 * time.Millisecond
+	turnPatienceRunning = 50 * time.Millisecond
+)
 
 // writeLock is the turn a Queue takes before each of its write statements
 // and transactions: a one-slot semaphore among its own goroutines, then a
@@ -36,9 +44,11 @@ const turnPatience = 5 * time.Millisecond
 // flock is retried every few tens of microseconds instead. It only orders
 // writers; SQLite's own locking still guarantees correctness, so when the
 // lock file cannot be opened (a read-only directory), or the turn makes no
-// progress for turnPatience, the write goes ahead and SQLite decides, as it
-// would without the lock. Progress is a counter in the lock file, mapped
-// into memory and incremented by every process that takes the turn.
+// progress for turnPatience (see there), the write goes ahead and SQLite
+// decides, as it would without the lock; later writes do not wait for that
+// holder again. Progress is a counter in the lock file, mapped into memory
+// and incremented by every process that takes the turn, beside the pid of
+// the last to take it.
 //
 // Every wait ends: at the caller's context, at the deadline (the busy
 // timeout, the total a write may wait), or at once with ErrInsideInTx when
@@ -47,12 +57,14 @@ type writeLock struct {
 	sem   chan struct{} // one slot: this process's turn
 	owner atomic.Int64  // goroutine id running InTx's or WriteTx's fn with the turn; 0: none
 	wait  time.Duration // the busy timeout
+	pid   int64         // ours
 
 	// Under the semaphore:
 	f          *os.File       // nil: no cross-process turn-taking
 	fd         int            //
 	mem        []byte         // the mapped lock file; nil if it cannot be mapped
 	turns      *atomic.Uint64 // in mem: turns taken by anyone; nil without mem
+	holder     *atomic.Int64  // in mem: the pid of the process that took the last turn
 	held       bool           // the flock is ours
 	stalled    bool           // the last wait gave up, at turn stalledAt
 	stalledAt  uint64         //
@@ -61,7 +73,7 @@ type writeLock struct {
 
 // openWriteLock opens (creating, mode 0600) the lock file beside dbPath.
 func openWriteLock(dbPath string, wait time.Duration) *writeLock {
-	l := &writeLock{wait: wait, sem: make(chan struct{}, 1)}
+	l := &writeLock{wait: wait, sem: make(chan struct{}, 1), pid: int64(os.Getpid())}
 	f, err := os.OpenFile(dbPath+WriteLockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return l
@@ -75,6 +87,7 @@ func openWriteLock(dbPath string, wait time.Duration) *writeLock {
 		if mem, err := unix.Mmap(l.fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
 			l.mem = mem
 			l.turns = (*atomic.Uint64)(unsafe.Pointer(&mem[0]))
+			l.holder = (*atomic.Int64)(unsafe.Pointer(&mem[8]))
 		}
 	}
 	return l
@@ -134,7 +147,7 @@ func (l *writeLock) lock(ctx context.Context) (deadline time.Time, err error) {
 	if l.turns != nil {
 		last = l.turns.Load()
 	}
-	since := now
+	since, nextLook := now, now
 	pause := 20 * time.Microsecond
 	for {
 		time.Sleep(pause)
@@ -162,11 +175,36 @@ func (l *writeLock) lock(ctx context.Context) (deadline time.Time, err error) {
 				continue
 			}
 		}
-		if now.Sub(since) >= turnPatience && !l.alwaysWait {
-			l.stalled, l.stalledAt = true, last
-			return deadline, nil
+		if stall := now.Sub(since); stall >= turnPatience && !l.alwaysWait {
+			// A look at the holder's state every turnPatience.
+			look := !now.Before(nextLook)
+			if look {
+				nextLook = now.Add(turnPatience)
+			}
+			if stall >= turnPatienceRunning || (look && l.holder != nil && stopped(l.holder.Load())) {
+				l.stalled, l.stalledAt = true, last
+				return deadline, nil
+			}
 		}
 	}
+}
+
+// stopped reports whether process pid is stopped by a signal or a tracer,
+// from its state in /proc; false when that cannot be told.
+func stopped(pid int64) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.FormatInt(pid, 10) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'T' || b[i+2] == 't'
 }
 
 // took records that the flock is ours.
@@ -174,6 +212,7 @@ func (l *writeLock) took() {
 	l.held, l.stalled = true, false
 	if l.turns != nil {
 		l.turns.Add(1)
+		l.holder.Store(l.pid)
 	}
 }
 
@@ -198,7 +237,7 @@ func (l *writeLock) close() {
 	defer func() { <-l.sem }()
 	if l.mem != nil {
 		unix.Munmap(l.mem)
-		l.mem, l.turns = nil, nil
+		l.mem, l.turns, l.holder = nil, nil, nil
 	}
 	if l.f != nil {
 		l.f.Close()
