@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/snappea/snappea/migrations"
@@ -52,13 +53,25 @@ var (
 	// error says which column and what type it should have, never the
 	// value.
 	ErrBadRow = errors.New("bad task row")
+	// ErrNoDatabase: Config.MustExist is set and the database file does
+	// not exist.
+	ErrNoDatabase = errors.New("no queue database")
+	// ErrArgsTooLarge: a task's encoded arguments are larger than
+	// Config.MaxArgsSize. Nothing was written.
+	ErrArgsTooLarge = errors.New("task arguments too large")
+	// ErrDatabaseGone: the database file was removed or replaced (its data
+	// directory deleted, say) since the Queue was opened, so what it wrote
+	// would reach no daemon. Nothing was written; reopen the Queue.
+	ErrDatabaseGone = errors.New("queue database gone")
 )
 
 // DefaultMaxArgsSize is Config.MaxArgsSize's default: 1 MiB.
 const DefaultMaxArgsSize = 1 << 20
 
-// Config says where the queue lives and how to open it. The zero value is
-// usable: it opens ./snappea-data/snappea.db.
+// goneCheckEvery is how often, at most, the write path checks that the
+// database file is still the one opened (see ErrDatabaseGone).
+const goneCheckEvery = time.Second
+
 // Config says where the queue lives and how to open it. The zero value is
 // usable: it opens ./snappea-data/snappea.db.
 type Config struct {
@@ -70,9 +83,24 @@ type Config struct {
 	DBPath string
 	// WakeupDir overrides the wakeup directory. Default Dir/wakeup.
 	WakeupDir string
-	// BusyTimeout is how long a statement waits for another connection's
-	// write lock before failing with ErrBusy. Default 5s.
+	// BusyTimeout is the longest a write waits for the database, in all:
+	// for this process's other writes, for the writers' turn with other
+	// processes and for SQLite's write lock. Past it the write fails with
+	// ErrBusy, having written nothing. The caller's context ends the wait
+	// sooner. It is also the busy timeout of the connections DB returns,
+	// for transactions begun on them directly. Default 5s.
 	BusyTimeout time.Duration
+	// MustExist makes Open fail with ErrNoDatabase if the database file
+	// does not exist, instead of creating it: for producers, which should
+	// not start a queue of their own that no daemon reads because of a
+	// wrong path. The daemon creates the database. Default false: create.
+	MustExist bool
+	// MaxArgsSize is the largest encoded arguments a task may have, in
+	// bytes. Default DefaultMaxArgsSize (1 MiB); negative is an error.
+	// Every Enqueue variant refuses larger arguments with ErrArgsTooLarge
+	// before writing anything, and the daemon fails a larger row written
+	// by other means instead of running it.
+	MaxArgsSize int
 	// Registry, if set, makes Enqueue check each task's name and arguments
 	// against it before writing, so a typo fails in the caller, not later in
 	// the daemon. It costs one decode of the arguments per task. Every
@@ -107,11 +135,6 @@ type Config struct {
 	// Other processes' enqueues since the last count go unseen, so together
 	// they can overshoot the limit by what they enqueue in one interval.
 	MaxBacklog int
-	// MaxArgsSize is the largest encoded arguments a task may have, in
-	// bytes. The daemon fails, without running it, a claimed task whose
-	// arguments are larger (a row written by another program). Default
-	// DefaultMaxArgsSize.
-	MaxArgsSize int
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -133,14 +156,14 @@ func (c *Config) setDefaults() error {
 	if c.BusyTimeout < 0 {
 		return fmt.Errorf("queue config: BusyTimeout %v is negative", c.BusyTimeout)
 	}
-	if c.MaxBacklog < 0 {
-		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
-	}
-	if c.MaxArgsSize < 0 {
-		return fmt.Errorf("queue config: MaxArgsSize %d is negative (0 means the default, %d)", c.MaxArgsSize, DefaultMaxArgsSize)
-	}
 	if c.MaxArgsSize == 0 {
 		c.MaxArgsSize = DefaultMaxArgsSize
+	}
+	if c.MaxArgsSize < 0 {
+		return fmt.Errorf("queue config: MaxArgsSize %d is negative", c.MaxArgsSize)
+	}
+	if c.MaxBacklog < 0 {
+		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
 	}
 	if c.Inline && c.Registry == nil {
 		return errors.New("queue config: Inline needs a Registry to run tasks with")
@@ -201,6 +224,13 @@ type Queue struct {
 
 	inlineID atomic.Int64
 
+	// The database file as opened, and when the write path last checked
+	// that it is still at DBPath (Unix ns); gone once it was not.
+	dbFile    os.FileInfo
+	goneAt    atomic.Int64
+	goneEvery time.Duration
+	gone      atomic.Bool
+
 	closed atomic.Bool
 }
 
@@ -242,11 +272,24 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.MustExist {
+		if _, err := os.Stat(cfg.DBPath); errors.Is(err, os.ErrNotExist) {
+			abs, _ := filepath.Abs(cfg.DBPath)
+			return nil, fmt.Errorf("open queue: %w at %s (MustExist is set): the daemon creates it when it starts; check the path, which producer and daemon must agree on", ErrNoDatabase, abs)
+		}
+	}
 	db, err := OpenDB(ctx, cfg.DBPath, cfg.BusyTimeout)
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: openWriteLock(cfg.DBPath, cfg.BusyTimeout)}
+	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: openWriteLock(cfg.DBPath, cfg.BusyTimeout),
+		goneEvery: goneCheckEvery}
+	q.goneAt.Store(time.Now().UnixNano())
+	if q.dbFile, err = os.Stat(cfg.DBPath); err != nil {
+		q.writeMu.close()
+		db.Close()
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
 	if err := q.prepare(ctx); err != nil {
 		q.writeMu.close()
 		db.Close()
@@ -415,6 +458,79 @@ func (q *Queue) DB() *sql.DB { return q.db }
 // Config returns the queue's configuration with defaults filled in.
 func (q *Queue) Config() Config { return q.cfg }
 
+// checkGone fails with ErrDatabaseGone once the file at DBPath is no
+// longer the database opened: it was removed, or replaced. It looks at
+// most every goneEvery, so that a write costs one clock read.
+func (q *Queue) checkGone(now time.Time) error {
+	if q.gone.Load() {
+		return q.goneErr()
+	}
+	ns := now.UnixNano()
+	if at := q.goneAt.Load(); ns-at < int64(q.goneEvery) || !q.goneAt.CompareAndSwap(at, ns) {
+		return nil
+	}
+	fi, err := os.Stat(q.cfg.DBPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return nil // cannot tell (permissions?): SQLite will say if it cannot write
+	}
+	if err == nil && os.SameFile(fi, q.dbFile) {
+		return nil
+	}
+	q.gone.Store(true)
+	return q.goneErr()
+}
+
+func (q *Queue) goneErr() error {
+	return fmt.Errorf("%w: the database file %s was removed or replaced since the queue was opened (data directory deleted?); nothing was written, reopen the queue", ErrDatabaseGone, q.cfg.DBPath)
+}
+
+// turn takes the write turn for one autocommit write, first checking that
+// the queue is open and its database still there. It returns the context
+// the write's statements run with: ctx, or, when taking the turn took
+// time, ctx ending at the deadline that makes BusyTimeout the total wait.
+// The caller must call endTurn with the cancel function (nil or not).
+func (q *Queue) turn(ctx context.Context, now time.Time) (context.Context, context.CancelFunc, error) {
+	if q.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	if err := q.checkGone(now); err != nil {
+		return nil, nil, err
+	}
+	deadline, err := q.writeMu.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if deadline.IsZero() {
+		return ctx, nil, nil
+	}
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	return sctx, cancel, nil
+}
+
+// endTurn gives the turn taken with turn up.
+func (q *Queue) endTurn(cancel context.CancelFunc) {
+	q.writeMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// writeErr is dbError for a statement run with turn's context sctx, to
+// be called before endTurn: the end of the busy timeout, not the caller's
+// context, is ErrBusy.
+func (q *Queue) writeErr(ctx, sctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+		return q.busyTimedOut(err)
+	}
+	return dbError(err)
+}
+
+// busyTimedOut says that a write that waited for its turn ran out of the
+// busy timeout in the database.
+func (q *Queue) busyTimedOut(err error) error {
+	return fmt.Errorf("%w (waited the busy timeout, %v, for other writers and the database's write lock; retry, or find the long transaction): %w", ErrBusy, q.cfg.BusyTimeout, err)
+}
+
 // encode turns args into the JSON the daemon will decode, and, with a
 // Registry configured, checks that the daemon's handler would accept it.
 func (q *Queue) encode(task string, args any) ([]byte, error) {
@@ -434,6 +550,9 @@ func (q *Queue) encode(task string, args any) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enqueue %s: encode arguments: %w", task, err)
 		}
+	}
+	if len(b) > q.cfg.MaxArgsSize {
+		return nil, fmt.Errorf("enqueue %s: %w: %d bytes encoded, the limit (MaxArgsSize) is %d", task, ErrArgsTooLarge, len(b), q.cfg.MaxArgsSize)
 	}
 	if q.cfg.Registry != nil {
 		if err := q.cfg.Registry.Check(task, b); err != nil {
@@ -594,7 +713,8 @@ func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, erro
 // written as such and the daemon is woken all the same, to learn the new
 // earliest due time.
 func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts registry.Options) (registry.Result, error) {
-	r, err := q.newRow(task, args, opts, time.Now())
+	now := time.Now()
+	r, err := q.newRow(task, args, opts, now)
 	if err != nil {
 		return registry.Result{}, err
 	}
@@ -610,20 +730,31 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 	}
 	var res registry.Result
 	if r.key == "" {
-		q.writeMu.Lock()
 		// One autocommit statement: no BEGIN/COMMIT round trips, and SQLite
 		// takes the write lock (with the busy timeout) at its start.
-		res, err = write(ctx, &stmts{q: q}, &r)
-		q.writeMu.Unlock()
+		var sctx context.Context
+		var cancel context.CancelFunc
+		if sctx, cancel, err = q.turn(ctx, now); err != nil {
+			err = fmt.Errorf("enqueue %s: %w", task, err)
+		} else {
+			res, err = write(sctx, &stmts{q: q}, &r)
+			if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+				err = fmt.Errorf("enqueue %s: %w", task, q.busyTimedOut(err))
+			}
+			q.endTurn(cancel)
+		}
 	} else {
 		// The insert and, for a duplicate, the look-up of the key's holder
 		// in one transaction, so the id returned is the holder's even if
 		// the daemon claims it meanwhile.
+		var werr error
 		err = q.writeTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			res, err = write(ctx, &stmts{q: q, tx: tx}, &r)
-			return err
-		})
+			res, werr = write(ctx, &stmts{q: q, tx: tx}, &r)
+			return werr
+		}, false)
+		if err != nil && err != werr {
+			err = fmt.Errorf("enqueue %s: %w", task, err)
+		}
 	}
 	if err != nil {
 		q.release(reserved)
@@ -650,9 +781,13 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any
 // EnqueueTx, call Notify after commit. A duplicate Key is judged against
 // the tasks tx sees, under the write lock tx holds.
 func (q *Queue) EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args any, opts registry.Options) (registry.Result, error) {
-	r, err := q.newRow(task, args, opts, time.Now())
+	now := time.Now()
+	r, err := q.newRow(task, args, opts, now)
 	if err != nil {
 		return registry.Result{}, err
+	}
+	if err := q.checkGone(now); err != nil {
+		return registry.Result{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
 	reserved, err := q.reserve(ctx, []row{r})
 	if err != nil {
@@ -692,11 +827,14 @@ func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
 		return nil, err
 	}
 	var ids []int64
-	err = q.InTx(ctx, func(tx *sql.Tx) error {
+	err = q.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		ids, err = writeMany(ctx, tx, q, rows)
 		return err
-	})
+	}, false)
+	if err == nil {
+		q.wake()
+	}
 	if err != nil {
 		q.release(reserved)
 		return nil, err
@@ -711,6 +849,9 @@ func (q *Queue) EnqueueManyTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]in
 	rows, err := q.newRows(jobs)
 	if err != nil {
 		return nil, err
+	}
+	if err := q.checkGone(time.Now()); err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
 	}
 	reserved, err := q.reserve(ctx, rows)
 	if err != nil {
@@ -767,13 +908,15 @@ func writeMany(ctx context.Context, tx *sql.Tx, q *Queue, rows []row) ([]int64, 
 // InTx runs fn in a transaction on the queue's database, commits if fn
 // returns nil (rolls back otherwise), and after the commit wakes the daemon.
 // Use it to enqueue tasks, with EnqueueTx on tx, together with the caller's
-// own writes. Inside fn, use only tx: the queue's own Enqueue, EnqueueMany
-// and InTx wait for this transaction and would never return.
+// own writes. The transaction holds the queue's write turn: inside fn, use
+// only tx. The queue's own writes (Enqueue, EnqueueMany, InTx, Cancel...)
+// called from fn fail at once with ErrInsideInTx; called from another
+// goroutine that fn waits for, they fail with ErrBusy after BusyTimeout.
 func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if err := q.writeTx(ctx, fn); err != nil {
+	if err := q.writeTx(ctx, fn, true); err != nil {
 		return err
 	}
 	if q.cfg.Inline {
@@ -783,14 +926,59 @@ func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// writeTx runs fn in a transaction, in turn with this process's other
-// writes, and commits if fn returns nil.
-func (q *Queue) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	q.writeMu.Lock()
+// WriteTx runs fn in a transaction, in turn with the queue's other writes
+// in this and other processes, and commits if fn returns nil (rolls back
+// otherwise). It is InTx without the wakeup, for writes that enqueue
+// nothing, such as the daemon's statistics: a transaction begun on DB
+// directly does not take turns, and a claim meeting it sleeps in SQLite's
+// busy handler. Waiting for the turn and for the database honours ctx and
+// lasts at most BusyTimeout in all. As in InTx, use only tx inside fn.
+func (q *Queue) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	return q.writeTx(ctx, fn, true)
+}
+
+// writeTx runs fn in a transaction, in turn with the queue's other
+// writes, and commits if fn returns nil. With user set fn is the caller's,
+// and a write of ours that it calls fails with ErrInsideInTx.
+func (q *Queue) writeTx(ctx context.Context, fn func(tx *sql.Tx) error, user bool) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	if err := q.checkGone(time.Now()); err != nil {
+		return err
+	}
+	deadline, err := q.writeMu.lock(ctx)
+	if err != nil {
+		return err
+	}
 	defer q.writeMu.Unlock()
-	tx, err := q.db.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	if deadline.IsZero() {
+		tx, err = q.db.BeginTx(ctx, nil)
+	} else {
+		// What is left of the busy timeout bounds BEGIN's wait for SQLite's
+		// lock, and only BEGIN's: the transaction's context must not end
+		// at the deadline, hence a timer disarmed once BEGIN returns.
+		tctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		timer := time.AfterFunc(time.Until(deadline), cancel)
+		tx, err = q.db.BeginTx(tctx, nil)
+		if !timer.Stop() && ctx.Err() == nil {
+			if err == nil {
+				tx.Rollback()
+			}
+			return fmt.Errorf("begin transaction: %w", q.busyTimedOut(context.DeadlineExceeded))
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", dbError(err))
+	}
+	if user {
+		q.writeMu.owner.Store(goid())
+		defer q.writeMu.owner.Store(0)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -898,7 +1086,9 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	q.writeMu.Lock()
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
 	defer q.writeMu.Unlock()
 	// One autocommit statement: SQLite deletes every row during the first
 	// step, buffers the RETURNING rows, and commits when the statement
@@ -1060,7 +1250,9 @@ func (q *Queue) Promote(ctx context.Context, now time.Time) (next time.Time, err
 	if due == 0 || due > unixNano(now) {
 		return unixTime(due), nil
 	}
-	q.writeMu.Lock()
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return time.Time{}, fmt.Errorf("promote due tasks: %w", err)
+	}
 	_, err = q.promote.ExecContext(ctx, unixNano(now))
 	q.writeMu.Unlock()
 	if err != nil {
@@ -1147,7 +1339,7 @@ func (q *Queue) failBadRunAt(ctx context.Context) error {
 		}
 		n, err = res.RowsAffected()
 		return err
-	})
+	}, false)
 	if err != nil {
 		return fmt.Errorf("fail delayed tasks whose run_at is not an integer: %w", err)
 	}
@@ -1168,14 +1360,15 @@ func unixTime(ns int64) time.Time {
 // runs. It reports false if there was none: it was never enqueued, or it
 // has been claimed (it is running or has run) or cancelled already.
 func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
-	if q.closed.Load() {
-		return false, ErrClosed
-	}
-	q.writeMu.Lock()
-	res, err := q.db.ExecContext(ctx, `DELETE FROM snappea_tasks WHERE id = ?`, id)
-	q.writeMu.Unlock()
+	sctx, cancel, err := q.turn(ctx, time.Now())
 	if err != nil {
-		return false, fmt.Errorf("cancel task %d: %w", id, dbError(err))
+		return false, fmt.Errorf("cancel task %d: %w", id, err)
+	}
+	res, err := q.db.ExecContext(sctx, `DELETE FROM snappea_tasks WHERE id = ?`, id)
+	err = q.writeErr(ctx, sctx, err)
+	q.endTurn(cancel)
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
@@ -1191,16 +1384,19 @@ func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
 // Retries do not count against MaxBacklog. Whether t has attempts left is
 // the caller's decision.
 func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error) {
-	if q.closed.Load() {
-		return 0, ErrClosed
-	}
 	now := time.Now()
 	r := row{task: t.Name, args: nonNil(t.Args), created: now.UnixNano(), priority: t.Priority,
 		runAt: dueAt(registry.Options{RunAt: at}, now), attempt: max(t.Attempt, 1) + 1,
 		maxAttempts: t.MaxAttempts, timeout: t.Timeout}
-	q.writeMu.Lock()
-	res, err := write(ctx, &stmts{q: q}, &r)
-	q.writeMu.Unlock()
+	sctx, cancel, err := q.turn(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
+	}
+	res, err := write(sctx, &stmts{q: q}, &r)
+	if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+		err = q.busyTimedOut(err)
+	}
+	q.endTurn(cancel)
 	if err != nil {
 		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
 	}

@@ -96,6 +96,9 @@ func TestConfig_Defaults(t *testing.T) {
 	if err := (&Config{Inline: true}).setDefaults(); err == nil {
 		t.Error("Inline without Registry accepted")
 	}
+	if err := (&Config{MaxArgsSize: -1}).setDefaults(); err == nil || !strings.Contains(err.Error(), "MaxArgsSize") {
+		t.Errorf("negative MaxArgsSize: %v, want an error naming the field", err)
+	}
 }
 
 func TestQueue_EnqueueClaimFIFO(t *testing.T) {
