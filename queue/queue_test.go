@@ -505,3 +505,45 @@ func TestQueue_CheckpointsLeftToTheDaemon(t *testing.T) {
 		t.Errorf("RunCheckpoints = %v", err)
 	}
 }
+
+// Under a producer committing as fast as it can, the checkpoint service
+// keeps the write-ahead log bounded: PASSIVE checkpoints alone would let it
+// grow with every commit (see RunCheckpoints).
+func TestQueue_RunCheckpointsBoundsTheLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes about 100 MiB of log without the bound")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	daemon := mustOpen(t, Config{Dir: dir})
+	producer := mustOpen(t, Config{Dir: dir})
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- daemon.RunCheckpoints(rctx, 2*time.Millisecond) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("RunCheckpoints = %v", err)
+		}
+	}()
+
+	args := json.RawMessage(`{"pad": "` + strings.Repeat("x", 1000) + `"}`)
+	wal := daemon.Config().DBPath + "-wal"
+	var largest int64
+	const commits = 8000
+	for i := range commits {
+		if _, err := producer.Enqueue(ctx, "t", args); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			if fi, err := os.Stat(wal); err == nil {
+				largest = max(largest, fi.Size())
+			}
+		}
+	}
+	// Without the bound the log holds every commit, three pages and more
+	// each: about 100 MiB.
+	if limit := int64(8 * TruncateLogBytes); largest > limit {
+		t.Errorf("the write-ahead log reached %d MiB over %d commits, want at most %d MiB", largest>>20, commits, limit>>20)
+	}
+}
