@@ -194,6 +194,7 @@ func (d *daemon) run(ctx context.Context) int {
 	}
 	defer d.q.Close()
 	qcfg = d.q.Config()
+	d.reclaimLog(ctx)
 
 	if d.w, err = wakeup.New(wakeup.Config{Dir: qcfg.WakeupDir, Logger: log}); err != nil {
 		log.Error("not starting", "err", err)
@@ -316,6 +317,21 @@ func (d *daemon) run(ctx context.Context) int {
 	handedOver = false
 	log.Error("reload failed: could not execute the new program; exiting", "err", err)
 	return ExitError
+}
+
+// reclaimLog empties and truncates the write-ahead log before the daemon
+// writes anything: a log left large by producers (while no daemon ran) or
+// by a disk that filled up gives its space back, and the first claims do
+// not use up space just freed before the checkpoint service's first look.
+// A failure is only logged: the service retries at every interval.
+func (d *daemon) reclaimLog(ctx context.Context) {
+	ok, err := d.q.TruncateCheckpoint(ctx)
+	switch {
+	case err != nil:
+		d.log.Warn("could not checkpoint the write-ahead log at start; will retry", "err", err)
+	case !ok:
+		d.log.Info("the write-ahead log is in use by another process; it will be checkpointed later")
+	}
 }
 
 // takeLock acquires the single-instance lock, or adopts the one a

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ var (
 	ErrBusy = errors.New("database is busy")
 	// ErrReadOnly: the database file or its directory cannot be written.
 	ErrReadOnly = errors.New("database is read-only")
+	// ErrFull: the file system holding the database is full. Nothing was
+	// written; retrying once space is freed is safe.
+	ErrFull = errors.New("disk is full")
 	// ErrClosed: the Queue was closed.
 	ErrClosed = errors.New("queue is closed")
 	// ErrBacklogFull: more tasks are waiting for the daemon than
@@ -303,12 +307,14 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 // database file. SQLite's default is 1000, which puts a checkpoint, with its
 // fsync, inside one producer's commit every few hundred tasks: a quarter of
 // single-transaction enqueue time and most of the pickup latency tail. The
-// daemon checkpoints in the background instead (see RunCheckpoints), so the
-// log never grows this large while it runs; the threshold only bounds the
-// log (about 400 MiB) when no daemon does, for example while producers run
+// daemon checkpoints in the background instead and rewinds the log once it
+// passes TruncateLogBytes (see RunCheckpoints), so that while it runs the
+// log stays within a few times that; the threshold only bounds the log
+// (about 400 MiB) when no daemon does, for example while producers run
 // with the daemon stopped. Even then a producer checkpoints rarely: one that
 // does so every few thousand pages spends a fifth of its time on it. After a
-// checkpoint the log file is cut back to JournalSizeLimit.
+// checkpoint the log file is cut back to JournalSizeLimit, and a daemon
+// starting truncates it (see TruncateCheckpoint).
 const AutoCheckpointPages = 100000
 
 // JournalSizeLimit is what the write-ahead log file is cut back to, in
@@ -397,10 +403,111 @@ func (q *Queue) Checkpoint(ctx context.Context) (logPages, checkpointed int, err
 	return logPages, checkpointed, nil
 }
 
+// TruncateLogBytes is the size of the write-ahead log file past which the
+// daemon's checkpoint service rewinds the log in the writers' turn (see
+// RunCheckpoints): 4 MiB, under a tenth of a second of single-task
+// enqueues at 5,000/s (each commit adds three pages or so). The file itself
+// is cut to zero bytes only past half of JournalSizeLimit or after a
+// failure; otherwise the next commits reuse its space.
+const TruncateLogBytes = 4 << 20
+
+// truncateWait bounds how long a truncating checkpoint, which holds the
+// writers' turn, waits for readers of the log to finish. A reader is done
+// in well under a millisecond; one that is not makes the checkpoint give
+// up for this time and try again at the next interval.
+const truncateWait = 20 * time.Millisecond
+
+// TruncateCheckpoint checkpoints the whole write-ahead log and truncates
+// the log file to zero bytes, giving its disk space back. It takes the
+// writers' turn for the while, so that it neither waits in SQLite's busy
+// handler for a writer nor lets one add to the log meanwhile: producers
+// wait for it as for any other write. After a PASSIVE Checkpoint has
+// copied most of the log that is a millisecond or so; on a large log not
+// checkpointed yet it is as long as copying it takes. It waits at most
+// truncateWait for readers, then reports false: the log was not emptied
+// this time (nothing is lost; try again later).
+func (q *Queue) TruncateCheckpoint(ctx context.Context) (truncated bool, err error) {
+	return q.lockedCheckpoint(ctx, "TRUNCATE")
+}
+
+// lockedCheckpoint runs a RESTART or TRUNCATE checkpoint in the writers'
+// turn, waiting at most truncateWait for readers, and reports whether the
+// log was emptied.
+func (q *Queue) lockedCheckpoint(ctx context.Context, mode string) (bool, error) {
+	conn, err := q.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	defer conn.Close()
+	// The pool's connections wait BusyTimeout; this one, for this
+	// statement, only truncateWait.
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", truncateWait.Milliseconds())); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	defer func() {
+		_, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", q.cfg.BusyTimeout.Milliseconds()))
+		if rerr != nil {
+			// Never hand a connection with the short timeout back to
+			// the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	var busy, logPages, checkpointed int
+	q.writeMu.Lock()
+	start := time.Now()
+	err = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &logPages, &checkpointed)
+	q.writeMu.Unlock()
+	q.log.Debug("write-ahead log checkpointed in the writers' turn", "mode", mode, "held", time.Since(start),
+		"emptied", busy == 0)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	return busy == 0, nil
+}
+
+// ReclaimSpace gives back the disk space the write-ahead log takes, with a
+// TruncateCheckpoint, and fails if it could not: the daemon calls it
+// after a write failed with ErrFull, before it writes again, so that its
+// own writes do not use up space just freed before the log is truncated.
+func (q *Queue) ReclaimSpace(ctx context.Context) error {
+	ok, err := q.TruncateCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("reclaim disk space: %w", err)
+	}
+	if !ok {
+		return errors.New("reclaim disk space: the write-ahead log is in use by a reader; will try again")
+	}
+	return nil
+}
+
 // RunCheckpoints checkpoints every interval until ctx ends, keeping the
 // write-ahead log short and checkpoints out of producers' commits; the
 // daemon runs it as a service. Failures are logged and retried at the next
 // interval. It returns nil when ctx ends.
+//
+// Each look is a PASSIVE checkpoint, which waits for no one; once the log
+// file has grown past TruncateLogBytes, or after a checkpoint failed, a
+// TruncateCheckpoint follows it. PASSIVE alone does not bound the log
+// under sustained writes: it copies the log up to the last commit before
+// it started, but SQLite only rewinds the log to its start when a writer
+// begins while every frame has been copied and no reader is using the log.
+// At thousands of commits a second one always lands while the checkpoint
+// runs (the daemon's own claims are commits too), so the next writer finds
+// the log not fully copied and appends to it; the log grows without end,
+// each checkpoint takes longer as it does, making a commit during it ever
+// more certain, until it reaches AutoCheckpointPages and producers' commits
+// checkpoint it themselves (100-340 ms each, over and over), and the first
+// commit after the log is finally rewound pays for cutting the file back to
+// JournalSizeLimit (about 60 ms). Readers holding an old snapshot would
+// stop it too, but the daemon's reads are single statements, done in well
+// under a millisecond: the writers are what PASSIVE cannot get ahead of.
+//
+// Truncating also gives the log's disk space back, which is how a daemon
+// on a file system that filled up recovers once a little space is freed:
+// the checkpoint needs room only for the pages it adds to the database
+// file, and then the whole log file is free again. A checkpoint that
+// failed is therefore retried at every interval, whether or not anything
+// was written since (on a full disk, nothing can be).
 func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) error {
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -408,7 +515,8 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 	// An idle database is left alone: the log file's size and time only
 	// change when something was written. While nothing is, the look is
 	// made less and less often, up to once a second, so that an idle daemon
-	// costs nothing; the first write brings it back to interval.
+	// costs nothing; the first write brings it back to interval. Only a
+	// look that left the log fully checkpointed counts as the last.
 	var last os.FileInfo
 	wait := interval
 	for {
@@ -418,15 +526,16 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 		case <-t.C:
 		}
 		fi, err := os.Stat(q.cfg.DBPath + "-wal")
-		if err == nil && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
+		if err == nil && !failing && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
 			wait = min(2*wait, max(interval, time.Second))
 			t.Reset(wait)
 			continue
 		}
 		wait = interval
 		t.Reset(wait)
-		last = fi
-		if _, _, err := q.Checkpoint(ctx); err != nil {
+		last = nil
+		done, err := q.checkpointOnce(ctx, fi, failing)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -436,8 +545,47 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 			failing = true
 			continue
 		}
+		if failing {
+			q.log.Info("checkpointing the write-ahead log works again")
+		}
 		failing = false
+		if done {
+			// Stat again: a truncation changed the file.
+			if fi, err := os.Stat(q.cfg.DBPath + "-wal"); err == nil {
+				last = fi
+			}
+		}
 	}
+}
+
+// checkpointOnce is one look of RunCheckpoints at the log, whose file fi
+// describes (nil if it could not be read). It reports whether the log is
+// now fully checkpointed. A RESTART checkpoint, in the writers' turn, is
+// the cheap way to rewind the log: it lets the next commit write from the
+// file's start, reusing its space. The file is truncated instead after a
+// failure (to give the space back) or when it is so large that the next
+// commit would pay for cutting it back to JournalSizeLimit.
+func (q *Queue) checkpointOnce(ctx context.Context, fi os.FileInfo, failed bool) (done bool, err error) {
+	logPages, checkpointed, err := q.Checkpoint(ctx)
+	if err != nil {
+		return false, err
+	}
+	if failed {
+		return q.lockedCheckpoint(ctx, "TRUNCATE")
+	}
+	if fi == nil || fi.Size() < TruncateLogBytes {
+		return checkpointed == logPages, nil
+	}
+	// Commits made while the first pass ran are copied by a second, so
+	// that the pass in the writers' turn has only a few to copy.
+	if _, _, err := q.Checkpoint(ctx); err != nil {
+		return false, err
+	}
+	mode := "RESTART"
+	if fi.Size() > JournalSizeLimit/2 {
+		mode = "TRUNCATE"
+	}
+	return q.lockedCheckpoint(ctx, mode)
 }
 
 // Close closes the database. Tasks already enqueued stay queued.
@@ -1471,6 +1619,8 @@ func dbError(err error) error {
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w (another process held the database's write lock past the busy timeout; retry, or find the long transaction): %w", ErrBusy, err)
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("%w (free space on the file system holding the database; a running daemon then truncates the write-ahead log and catches up): %w", ErrFull, err)
 	case sqlite3.SQLITE_READONLY:
 		return fmt.Errorf("%w (check the permissions of the database file, its -wal and -shm files and its directory): %w", ErrReadOnly, err)
 	case sqlite3.SQLITE_CANTOPEN:
