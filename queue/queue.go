@@ -453,7 +453,9 @@ func (q *Queue) lockedCheckpoint(ctx context.Context, mode string) (bool, error)
 		}
 	}()
 	var busy, logPages, checkpointed int
-	q.writeMu.Lock()
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
 	start := time.Now()
 	err = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &logPages, &checkpointed)
 	q.writeMu.Unlock()
