@@ -18,4 +18,7 @@ var (
 	ErrBacklogFull = errors.New("queue backlog is full: the daemon is behind or stopped; shed load or retry later, or raise the limit (MaxBacklog)")
 	// ErrNotFound: no record has the id asked for.
 	ErrNotFound = errors.New("not found")
+	// ErrBadRow: a claimed row cannot be run as a task (see Task.Err). The
+	// error says why, never the value.
+	ErrBadRow = errors.New("bad task row")
 )
