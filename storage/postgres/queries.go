@@ -62,8 +62,10 @@ func newQueries(schema string) queries {
 			       (SELECT min(run_at) FROM @.tasks WHERE run_at > 0),
 			       (SELECT id FROM oldest), (SELECT created_at FROM oldest),
 			       (SELECT coalesce(max(version), 0) FROM @.schema_migrations)`),
-		idSpan:   s(`SELECT coalesce((SELECT max(id) FROM @.tasks) - (SELECT min(id) FROM @.tasks) + 1, 0)`),
-		countDue: s(`SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at <= $1 LIMIT $2) AS due`),
+		idSpan: s(`SELECT coalesce((SELECT max(id) FROM @.tasks) - (SELECT min(id) FROM @.tasks) + 1, 0)`),
+		// ORDER BY: a range of the claim index, not the heap, which after
+		// churn holds dead rows at its start until vacuum reaches them.
+		countDue: s(`SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at <= $1 ORDER BY run_at LIMIT $2) AS due`),
 
 		fail: s(`INSERT INTO @.failed
 			(task_id, task, args, error, attempts, failed_at, priority, max_attempts, timeout_ns)
