@@ -5,7 +5,7 @@ import "strings"
 // queries are the backend's statements, each naming the schema's tables
 // in full (see DB for why).
 type queries struct {
-	version, insert, keyHolder, claim, promote, nextDue, cancel, stats, idSpan, countDue string
+	version, insert, insertOne, keyHolder, claim, promote, nextDue, cancel, stats, idSpan, countDue string
 
 	fail, failures, failure, retryOne, retryAll, purge, pruneAge, pruneCount string
 
@@ -45,6 +45,20 @@ func newQueries(schema string) queries {
 		SELECT r.id, ins.id IS NULL, CASE WHEN ins.id IS NULL THEN (SELECT h.id FROM @.tasks h WHERE h.key = r.key) END,
 		       (SELECT count(*) FROM wake)
 		FROM r LEFT JOIN ins ON ins.id = r.id ORDER BY r.ord`),
+		// One row, the common case: plain parameters instead of arrays,
+		// about twice as fast. No row back: a duplicate whose holder the
+		// statement's snapshot does not see (see Insert).
+		insertOne: s(`WITH ins AS (
+			INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+			RETURNING id
+		), wake AS (
+			SELECT pg_notify($10, '') FROM ins
+		)
+		SELECT id, false, (SELECT count(*) FROM wake) FROM ins
+		UNION ALL
+		SELECT id, true, 0 FROM @.tasks WHERE $9::text IS NOT NULL AND key = $9 AND NOT EXISTS (SELECT 1 FROM ins)`),
 		keyHolder: s(`SELECT id FROM @.tasks WHERE key = $1`),
 		// ANY(ARRAY(...)): the subquery runs first, as one range of the
 		// claim index in order, locking the rows it takes and skipping those

@@ -63,51 +63,13 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 		return nil, nil
 	}
 	n := len(rows)
-	var (
-		task     = make([]string, n)
-		args     = make([]string, n)
-		created  = make([]int64, n)
-		priority = make([]int32, n)
-		runAt    = make([]int64, n)
-		attempt  = make([]int32, n)
-		maxAtt   = make([]int32, n)
-		timeout  = make([]int64, n)
-		key      = make([]*string, n)
-	)
-	for i := range rows {
-		r := &rows[i]
-		task[i], args[i], created[i] = r.Task, string(r.Args), unixNano(r.CreatedAt)
-		priority[i], runAt[i] = int32(r.Priority), max(unixNano(r.RunAt), 0)
-		attempt[i], maxAtt[i], timeout[i] = int32(max(r.Attempt, 1)), int32(r.MaxAttempts), int64(r.Timeout)
-		if r.Key != "" {
-			key[i] = &r.Key
-		}
+	var out []storage.Inserted
+	var err error
+	if n == 1 {
+		out, err = b.insertOne(ctx, tx, &rows[0])
+	} else {
+		out, err = b.insertMany(ctx, tx, rows)
 	}
-	out := make([]storage.Inserted, 0, n)
-	err := func() error {
-		rs, err := b.on(tx).QueryContext(ctx, b.q.insert, task, args, created, priority, runAt, attempt, maxAtt,
-			timeout, key, b.wakeChan)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var (
-				id     int64
-				dup    bool
-				holder sql.NullInt64
-				woke   int64
-			)
-			if err := rs.Scan(&id, &dup, &holder, &woke); err != nil {
-				return err
-			}
-			if dup {
-				id = holder.Int64
-			}
-			out = append(out, storage.Inserted{ID: id, Duplicate: dup})
-		}
-		return rs.Err()
-	}()
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %d task(s): %w", n, b.err(err))
 	}
@@ -318,4 +280,74 @@ func (b *Backend) Pending(ctx context.Context, f storage.PendingFilter) ([]stora
 		return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
 	}
 	return out, nil
+}
+
+// insertMany writes rows with the statement of arrays.
+func (b *Backend) insertMany(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+	n := len(rows)
+	var (
+		task     = make([]string, n)
+		args     = make([]string, n)
+		created  = make([]int64, n)
+		priority = make([]int32, n)
+		runAt    = make([]int64, n)
+		attempt  = make([]int32, n)
+		maxAtt   = make([]int32, n)
+		timeout  = make([]int64, n)
+		key      = make([]*string, n)
+	)
+	for i := range rows {
+		r := &rows[i]
+		task[i], args[i], created[i] = r.Task, string(r.Args), unixNano(r.CreatedAt)
+		priority[i], runAt[i] = int32(r.Priority), max(unixNano(r.RunAt), 0)
+		attempt[i], maxAtt[i], timeout[i] = int32(max(r.Attempt, 1)), int32(r.MaxAttempts), int64(r.Timeout)
+		if r.Key != "" {
+			key[i] = &r.Key
+		}
+	}
+	out := make([]storage.Inserted, 0, n)
+	rs, err := b.on(tx).QueryContext(ctx, b.q.insert, task, args, created, priority, runAt, attempt, maxAtt,
+		timeout, key, b.wakeChan)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			id     int64
+			dup    bool
+			holder sql.NullInt64
+			woke   int64
+		)
+		if err := rs.Scan(&id, &dup, &holder, &woke); err != nil {
+			return nil, err
+		}
+		if dup {
+			id = holder.Int64
+		}
+		out = append(out, storage.Inserted{ID: id, Duplicate: dup})
+	}
+	return out, rs.Err()
+}
+
+// insertOne writes one row with plain parameters.
+func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]storage.Inserted, error) {
+	var key *string
+	if r.Key != "" {
+		key = &r.Key
+	}
+	var res storage.Inserted
+	var woke int64
+	err := b.on(tx).QueryRowContext(ctx, b.q.insertOne, r.Task, string(r.Args), unixNano(r.CreatedAt), r.Priority,
+		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan).
+		Scan(&res.ID, &res.Duplicate, &woke)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A duplicate whose holder committed after the statement began.
+		return []storage.Inserted{{Duplicate: true}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []storage.Inserted{res}, nil
+
 }
