@@ -82,10 +82,15 @@ func BenchmarkClaim100(b *testing.B) { benchClaim(b, mustOpen(b, Config{}), 100)
 
 // BenchmarkClaimChurned is BenchmarkClaim16 after -churn tasks went
 // through the table (inserted in batches, claimed 100 at a time), as in a
-// daemon's life: compare the two.
+// daemon's life, Maintenance running: compare the two. -churn 0 with
+// Config.VacuumEvery -1 shows what autovacuum alone does.
 func BenchmarkClaimChurned(b *testing.B) {
 	be := mustOpen(b, Config{})
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	// The daemon's upkeep runs throughout, as in a daemon.
+	stopped := make(chan error)
+	go func() { stopped <- be.Maintenance(ctx) }()
+	defer func() { cancel(); <-stopped }()
 	start := time.Now()
 	for done := 0; done < *churn; {
 		n := min(10_000, *churn-done)

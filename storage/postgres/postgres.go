@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,7 @@ const (
 	DefaultMaxArgsSize    = 1 << 20
 	DefaultDaemonGone     = 15 * time.Second
 	DefaultDaemonRemove   = time.Hour
+	DefaultVacuumEvery    = 10_000
 )
 
 // Config says which database to use and how. URL is required; the zero
@@ -57,6 +59,13 @@ type Config struct {
 	// DaemonRemove is how long after its last heartbeat Maintenance
 	// removes a gone daemon. Default 1h.
 	DaemonRemove time.Duration
+	// VacuumEvery is how many tasks this backend claims between two
+	// VACUUMs of the task table by Maintenance. Autovacuum looks at a
+	// table at most once a minute (autovacuum_naptime), and by then a busy
+	// queue has left hundreds of thousands of dead index entries at the
+	// start of the claim range, which every claim reads past. Default
+	// 10,000; negative: never (autovacuum alone).
+	VacuumEvery int
 	// Logger receives lifecycle messages and problems (a lost listener
 	// connection). Default slog.Default().
 	Logger *slog.Logger
@@ -99,6 +108,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxArgsSize == 0 {
 		c.MaxArgsSize = DefaultMaxArgsSize
 	}
+	if c.VacuumEvery == 0 {
+		c.VacuumEvery = DefaultVacuumEvery
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -118,6 +130,7 @@ type Backend struct {
 	wakeChan string // the NOTIFY channel of inserts
 	cancChan string // the NOTIFY channel of cancel requests
 	q        queries
+	claimed  atomic.Int64 // tasks claimed since the last VACUUM
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -314,15 +327,25 @@ func (b *Backend) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// Maintenance removes the daemons gone for longer than
-// Config.DaemonRemove, every minute, until ctx ends. The task table's
-// upkeep is autovacuum's, tuned by the migration.
+// Maintenance runs the backend's upkeep until ctx ends: every second it
+// VACUUMs the task table if this backend claimed Config.VacuumEvery tasks
+// since the last time, and every minute it removes the daemons gone for
+// longer than Config.DaemonRemove. Failures are logged and retried.
 func (b *Backend) Maintenance(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastRemove := time.Time{}
 	for {
-		if _, err := b.RemoveGoneDaemons(ctx); err != nil && ctx.Err() == nil {
-			b.log.Warn("removing gone daemons failed; will retry", "err", err)
+		if b.cfg.VacuumEvery > 0 && b.claimed.Load() >= int64(b.cfg.VacuumEvery) {
+			if err := b.Vacuum(ctx); err != nil && ctx.Err() == nil {
+				b.log.Warn("vacuuming the task table failed; will retry", "err", err)
+			}
+		}
+		if time.Since(lastRemove) >= time.Minute {
+			lastRemove = time.Now()
+			if _, err := b.RemoveGoneDaemons(ctx); err != nil && ctx.Err() == nil {
+				b.log.Warn("removing gone daemons failed; will retry", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -330,4 +353,16 @@ func (b *Backend) Maintenance(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Vacuum VACUUMs the task table, removing the dead rows and index entries
+// that claims leave, unless another VACUUM holds it (SKIP_LOCKED: several
+// daemons need not queue up for one table).
+func (b *Backend) Vacuum(ctx context.Context) error {
+	n := b.claimed.Load()
+	if _, err := b.db.ExecContext(ctx, `VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) `+b.q.tasks); err != nil {
+		return fmt.Errorf("vacuum the task table: %w", b.err(err))
+	}
+	b.claimed.Add(-n)
+	return nil
 }

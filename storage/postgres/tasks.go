@@ -143,6 +143,7 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err := rs.Close(); err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
 	}
+	b.claimed.Add(int64(len(tasks)))
 	sortClaimed(tasks)
 	return tasks, nil
 }
