@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"Options", testOptions},
 		{"DelayAndPromote", testDelayAndPromote},
 		{"Keys", testKeys},
+		{"KeyRace", testKeyRace},
 		{"Cancel", testCancel},
 		{"Retry", testRetry},
 		{"Transactions", testTransactions},
@@ -251,6 +252,55 @@ func testKeys(t *testing.T, b storage.Backend) {
 	mustClaim(t, b, 100)
 	if again := mustInsert(t, b, keyed("a"))[0]; again.Duplicate || again.ID == first.ID {
 		t.Errorf("key a after its task was claimed: got %+v, want a new task", again)
+	}
+}
+
+// testKeyRace has several producers insert one key at the same time:
+// one writes it, the others are told it is a duplicate of that task.
+func testKeyRace(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	for round := range 5 {
+		const producers = 6
+		key := fmt.Sprint("race", round)
+		results := make(chan storage.Inserted, producers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range producers {
+			wg.Go(func() {
+				<-start
+				r := row("race")
+				r.Key = key
+				res, err := b.Insert(ctx, nil, []storage.Row{r})
+				if err != nil {
+					t.Errorf("Insert: %v", err)
+					return
+				}
+				results <- res[0]
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+		var written []int64
+		var dups []storage.Inserted
+		for res := range results {
+			if res.Duplicate {
+				dups = append(dups, res)
+			} else {
+				written = append(written, res.ID)
+			}
+		}
+		if len(written) != 1 {
+			t.Fatalf("round %d: %d producers wrote key %s, want 1", round, len(written), key)
+		}
+		for _, d := range dups {
+			if d.ID != written[0] {
+				t.Errorf("round %d: duplicate reports holder %d, want %d", round, d.ID, written[0])
+			}
+		}
+		if got := mustClaim(t, b, 10); len(got) != 1 {
+			t.Errorf("round %d: %d tasks queued for one key, want 1", round, len(got))
+		}
 	}
 }
 
