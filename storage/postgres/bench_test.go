@@ -150,3 +150,33 @@ func TestClaimAfterChurn(t *testing.T) {
 		t.Logf("churned table: heap %d kB, indexes %d kB", sizes[0]>>10, sizes[1]>>10)
 	}
 }
+
+// BenchmarkWakeRoundTrip is an insert's commit to the Waker's wake: the
+// wakeup's share of pickup latency, with a producer and a listener on
+// connections of their own.
+func BenchmarkWakeRoundTrip(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	w, err := be.Waker(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	rows := []storage.Row{{Task: "bench", Args: []byte(`{}`), CreatedAt: time.Now()}}
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		start := time.Now()
+		if _, err := be.Insert(ctx, nil, rows); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-w.Wakes():
+		case <-time.After(10 * time.Second):
+			b.Fatal("no wake within 10s of an insert")
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
