@@ -85,4 +85,3 @@ func TestQueue_Pending(t *testing.T) {
 		t.Errorf("listed %d tasks, want the default limit %d", len(got), DefaultPendingLimit)
 	}
 }
-

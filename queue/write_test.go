@@ -265,4 +265,3 @@ func TestQueue_MaxArgsSize(t *testing.T) {
 		t.Errorf("%d rows written, want only the one at the limit", n)
 	}
 }
-

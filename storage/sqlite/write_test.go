@@ -37,7 +37,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-
 // mustOpenIn opens the backend of the database in dir, closed at the
 // test's end.
 func mustOpenIn(t testing.TB, dir string, cfg Config) *Backend {
@@ -273,7 +272,6 @@ func TestStopped(t *testing.T) {
 		t.Error("no process is reported stopped")
 	}
 }
-
 
 func TestBackend_DatabaseGone(t *testing.T) {
 	ctx := context.Background()
