@@ -239,10 +239,30 @@ func (b *Backend) RequestCancel(ctx context.Context, id int64) error {
 }
 
 // Maintenance checkpoints the write-ahead log every CheckpointInterval
-// until ctx ends (see RunCheckpoints).
+// (see RunCheckpoints), and once a minute removes the daemons gone for
+// DaemonRemove, until ctx ends; it returns nil then.
 func (b *Backend) Maintenance(ctx context.Context) error {
-	return b.RunCheckpoints(ctx, b.cfg.CheckpointInterval)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.RunCheckpoints(ctx, b.cfg.CheckpointInterval)
+	}()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := b.removeGone(ctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("maintenance: will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			<-done
+			return nil
+		case <-t.C:
+		}
+	}
 }
+
+var _ storage.Backend = (*Backend)(nil)
 
 // goneCheckEvery is how often, at most, the write path checks that the
 // database file is still the one opened (see ErrDatabaseGone).
