@@ -134,6 +134,15 @@ type Config struct {
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Backend, if set, is the storage to use instead of the SQLite
+	// database that Dir, DBPath, WakeupDir, BusyTimeout and MustExist
+	// describe, which are then ignored: a PostgreSQL backend
+	// (storage/postgres.Open), or an SQLite one opened by the caller
+	// (storage/sqlite.Open). The caller keeps it and closes it after the
+	// Queue; Queue.Close leaves it open. Its own configuration decides
+	// what a claim accepts (its MaxArgsSize); the Queue's MaxArgsSize
+	// still bounds what it enqueues. Default nil: open SQLite as above.
+	Backend storage.Backend
 }
 
 func (c *Config) setDefaults() error {
@@ -184,9 +193,11 @@ type Job struct {
 // goroutines; several processes may have their own at the same time. It
 // is the client of a storage backend, which issues every statement.
 type Queue struct {
-	cfg Config
-	b   *sqlite.Backend
-	log *slog.Logger
+	cfg  Config
+	b    storage.Backend
+	lite *sqlite.Backend // b, when it is SQLite: its upkeep (checkpoints)
+	own  bool            // b was opened by Open, which Close closes
+	log  *slog.Logger
 
 	backlog backlog
 
@@ -201,11 +212,16 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.Backend != nil {
+		q := &Queue{cfg: cfg, b: cfg.Backend, log: cfg.Logger}
+		q.lite, _ = cfg.Backend.(*sqlite.Backend)
+		return q, nil
+	}
 	b, err := sqlite.Open(ctx, cfg.sqliteConfig())
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{cfg: cfg, b: b, log: cfg.Logger}, nil
+	return &Queue{cfg: cfg, b: b, lite: b, own: true, log: cfg.Logger}, nil
 }
 
 // sqliteConfig is the SQLite backend's part of c, defaults filled in.
@@ -220,13 +236,17 @@ func OpenDB(ctx context.Context, path string, busyTimeout time.Duration) (*sql.D
 	return sqlite.OpenDB(ctx, path, busyTimeout)
 }
 
-// Close closes the database. Tasks already enqueued stay queued.
+// Close closes the database, unless it is a Config.Backend, which its
+// owner closes. Tasks already enqueued stay queued.
 func (q *Queue) Close() error {
-	if q.closed.Swap(true) {
+	if q.closed.Swap(true) || !q.own {
 		return nil
 	}
 	return q.b.Close()
 }
+
+// Backend is the storage the Queue writes to and reads from.
+func (q *Queue) Backend() storage.Backend { return q.b }
 
 // DB returns the queue's database, for callers that want their own
 // statements in the same transaction as an enqueue (see EnqueueTx). Its
