@@ -394,7 +394,7 @@ func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]forem
 		return d.q.RunCheckpoints(ctx, checkpointInterval)
 	}})
 	if f.statsRetention > 0 {
-		rec, err := stats.New(stats.Config{DB: d.q.DB(), WriteTx: d.q.WriteTx, Retention: f.statsRetention, Logger: d.log,
+		rec, err := stats.New(stats.Config{Store: d.q, Retention: f.statsRetention, Logger: d.log,
 			StopFlushTimeout: max(f.gracefulTimeout, finalFlushMin),
 			Backlog: func(ctx context.Context) (int64, error) {
 				st, err := d.q.Stats(ctx)

@@ -656,3 +656,19 @@ func (q *Queue) Promote(ctx context.Context, now time.Time) (next time.Time, err
 func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
 	return q.b.Cancel(ctx, id)
 }
+
+// AddStats writes task statistics rows in one transaction, in turn with
+// the queue's other writes: see storage.Backend.AddStats. The daemon's
+// statistics Recorder writes through it.
+func (q *Queue) AddStats(ctx context.Context, rows []snappea.StatsRow, before time.Time) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	return q.b.AddStats(ctx, rows, before)
+}
+
+// ReadStats returns the statistics rows of the minutes from the one
+// containing since, by minute then task.
+func (q *Queue) ReadStats(ctx context.Context, since time.Time) ([]snappea.StatsRow, error) {
+	return q.b.ReadStats(ctx, since)
+}
