@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -338,18 +339,24 @@ func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, erro
 // written as such and the daemon is woken all the same, to learn the new
 // earliest due time.
 func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts registry.Options) (registry.Result, error) {
-	now := time.Now()
-	r, err := q.newRow(task, args, opts, now)
-	if err != nil {
+	// The row goes to the backend in a slice, which an interface call
+	// moves to the heap: a pooled one costs no allocation.
+	one := onePool.Get().(*[1]storage.Row)
+	defer func() {
+		one[0] = storage.Row{}
+		onePool.Put(one)
+	}()
+	rows := one[:]
+	var err error
+	if rows[0], err = q.newRow(task, args, opts, time.Now()); err != nil {
 		return registry.Result{}, err
 	}
 	if q.cfg.Inline {
-		return q.runInline(ctx, &r)
+		return q.runInline(ctx, rows[0])
 	}
 	if q.closed.Load() {
 		return registry.Result{}, ErrClosed
 	}
-	rows := []storage.Row{r}
 	reserved, err := q.reserve(ctx, rows)
 	if err != nil {
 		return registry.Result{}, err
@@ -366,6 +373,9 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 	}
 	return registry.Result{ID: ins[0].ID, Duplicate: ins[0].Duplicate}, nil
 }
+
+// onePool holds the one-row slices of single enqueues.
+var onePool = sync.Pool{New: func() any { return new([1]storage.Row) }}
 
 // EnqueueTx queues one task inside the caller's transaction tx, which must
 // be on this queue's database (see DB). The task becomes visible when tx
@@ -534,11 +544,11 @@ var errLookedUp = errors.New("key looked up")
 // runInline runs r now, as Inline mode's Enqueue, unless a committed task
 // not yet run holds its key. The holder is found by inserting r in a
 // transaction that is then rolled back.
-func (q *Queue) runInline(ctx context.Context, r *storage.Row) (registry.Result, error) {
+func (q *Queue) runInline(ctx context.Context, r storage.Row) (registry.Result, error) {
 	if r.Key != "" {
 		var holder storage.Inserted
 		err := q.b.WriteTx(ctx, func(tx *sql.Tx) error {
-			ins, err := q.b.Insert(ctx, tx, []storage.Row{*r})
+			ins, err := q.b.Insert(ctx, tx, []storage.Row{r})
 			if err != nil {
 				return err
 			}
