@@ -22,18 +22,9 @@ const (
 	takeTickSQL = `UPDATE snappea_schedules SET next_run = ?, last_run = ? WHERE name = ? AND next_run = ?`
 )
 
-// execer is a transaction or the database.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+// querier is a transaction or the database.
+type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// on is tx, or the database if tx is nil.
-func (b *Backend) on(tx *sql.Tx) execer {
-	if tx != nil {
-		return tx
-	}
-	return b.db
 }
 
 // Schedules lists the stored schedules by name.
@@ -41,7 +32,7 @@ func (b *Backend) Schedules(ctx context.Context) ([]snappea.ScheduleState, error
 	return b.schedules(ctx, b.db)
 }
 
-func (b *Backend) schedules(ctx context.Context, db execer) ([]snappea.ScheduleState, error) {
+func (b *Backend) schedules(ctx context.Context, db querier) ([]snappea.ScheduleState, error) {
 	rs, err := db.QueryContext(ctx, schedulesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("read schedules: %w", dbError(err))
