@@ -284,9 +284,8 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	var runner foreman.Runner = cfg.Registry
 	d.fm, err = foreman.New(foreman.Config{
-		Source: d.q, Waker: d.w, Runner: runner, Reporter: cfg.Reporter, Store: d.q,
+		Source: d.q, Waker: d.w, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
 		Observers: observers, Services: services,
 		Workers: cfg.Workers, Batch: cfg.Batch,
 		PollInterval: cfg.PollInterval, GracefulTimeout: cfg.GracefulTimeout,

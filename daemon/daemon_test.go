@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -397,4 +398,37 @@ func serviceRunning(d *Daemon, name string) bool {
 		}
 	}
 	return false
+}
+
+// With MetricsAddr, the daemon serves Prometheus metrics, its gauges fed
+// by the foreman and the queue.
+func TestDaemon_Metrics(t *testing.T) {
+	reg := registry.New()
+	q := mustOpen(t, t.TempDir(), reg)
+	d, err := New(Config{Queue: q, Registry: reg, MetricsAddr: "127.0.0.1:0", Reloads: 3, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := start(t, d)
+	url := "http://" + d.MetricsAddr().String() + "/metrics"
+	var body []byte
+	deadline := time.Now().Add(waitFor)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil && bytes.Contains(body, []byte("snappea_up 1")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v\n%s", url, err, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !bytes.Contains(body, []byte("snappea_workers_total 16")) || !bytes.Contains(body, []byte("snappea_reloads_total 3")) {
+		t.Errorf("metrics lack the workers or the reloads:\n%s", body)
+	}
+	shutdown(t, d, ran)
 }
