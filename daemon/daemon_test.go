@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -431,4 +432,43 @@ func TestDaemon_Metrics(t *testing.T) {
 		t.Errorf("metrics lack the workers or the reloads:\n%s", body)
 	}
 	shutdown(t, d, ran)
+}
+
+// The services a Config's zero values give are those of 'snappea run' with
+// its default flags; negative limits turn statistics and the failed
+// record's retention off, as the flags' 0 does.
+func TestNew_Services(t *testing.T) {
+	reg := registry.New()
+	registry.RegisterBuiltins(reg)
+	q := mustOpen(t, t.TempDir(), reg)
+	mine := foreman.Service{Name: "mine", Run: func(ctx context.Context) error { <-ctx.Done(); return nil }}
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"defaults", Config{}, []string{"datadir-watch", "checkpoint", "stats", "failed-retention"}},
+		{"all off", Config{StatsRetention: -1, FailedRetention: -1, FailedMax: -1}, []string{"datadir-watch", "checkpoint"}},
+		{"count limit only", Config{StatsRetention: -1, FailedRetention: -1}, []string{"datadir-watch", "checkpoint", "failed-retention"}},
+		{"own services first, schedules last", Config{Services: []foreman.Service{mine}, StatsRetention: -1,
+			Schedules: []schedule.Schedule{{Name: "s", Spec: "@daily", Task: "snappea.noop"}}},
+			[]string{"mine", "datadir-watch", "checkpoint", "failed-retention", "scheduler"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Queue, cfg.Registry, cfg.Logger = q, reg, quiet()
+			d, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Shutdown(context.Background())
+			var got []string
+			for _, s := range d.Foreman().Snapshot().Services {
+				got = append(got, s.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("services %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
