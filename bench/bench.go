@@ -20,13 +20,22 @@ const (
 	BurnDown  Mode = "burndown"  // tasks/s draining a backlog, by worker count
 	Latency   Mode = "latency"   // pickup latency idle, at Config.Rate, and the rate sweep
 	Resources Mode = "resources" // the daemon's peak RSS and CPU time, busy and idle
+	// Sustained paces single-task enqueues at Config.SustainedRate for
+	// Config.SustainedDuration beside a running daemon and reports the
+	// producer's slowest commits and the largest write-ahead log seen: the
+	// case where a checkpoint inside a producer's commit would show.
+	Sustained Mode = "sustained"
 )
 
-// AllModes are the modes Run makes by default.
+// AllModes are the modes Run makes by default. Sustained, a minute per run
+// by default, is made only when asked for.
 var AllModes = []Mode{Enqueue, BurnDown, Latency, Resources}
 
-// ParseModes parses a comma-separated list of modes; "all" or "" is every
-// mode.
+// KnownModes are every mode, in the order Run makes them.
+var KnownModes = []Mode{Enqueue, BurnDown, Latency, Resources, Sustained}
+
+// ParseModes parses a comma-separated list of modes; "all" or "" is
+// AllModes.
 func ParseModes(s string) ([]Mode, error) {
 	if s == "" || s == "all" {
 		return slices.Clone(AllModes), nil
@@ -34,8 +43,8 @@ func ParseModes(s string) ([]Mode, error) {
 	var modes []Mode
 	for _, f := range strings.Split(s, ",") {
 		m := Mode(strings.TrimSpace(f))
-		if !slices.Contains(AllModes, m) {
-			return nil, fmt.Errorf("unknown mode %q: want all or a list of enqueue, burndown, latency, resources", f)
+		if !slices.Contains(KnownModes, m) {
+			return nil, fmt.Errorf("unknown mode %q: want all or a list of enqueue, burndown, latency, resources, sustained", f)
 		}
 		if !slices.Contains(modes, m) {
 			modes = append(modes, m)
@@ -94,6 +103,12 @@ type Config struct {
 	// IdlePeriod is how long the idle daemon's CPU time is measured, in
 	// Resources mode. Default 5s.
 	IdlePeriod time.Duration
+	// SustainedRate is the paced rate of the Sustained measurement, in
+	// single-task enqueues per second. Default 5000.
+	SustainedRate float64
+	// SustainedDuration is how long the Sustained measurement paces
+	// enqueues. Default 60s.
+	SustainedDuration time.Duration
 	// Runs is how many times every measurement is made; Result holds the
 	// medians. Default 3.
 	Runs int
@@ -118,7 +133,7 @@ func (c *Config) setDefaults() error {
 		c.Modes = slices.Clone(AllModes)
 	}
 	for _, m := range c.Modes {
-		if !slices.Contains(AllModes, m) {
+		if !slices.Contains(KnownModes, m) {
 			return fmt.Errorf("bench config: Modes: unknown mode %q", m)
 		}
 	}
@@ -155,6 +170,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxRate == 0 {
 		c.MaxRate = 64000
 	}
+	if c.SustainedRate < 0 {
+		return fmt.Errorf("bench config: SustainedRate is %g, want a positive rate (0 for the default)", c.SustainedRate)
+	}
+	if c.SustainedRate == 0 {
+		c.SustainedRate = 5000
+	}
 	type durField struct {
 		name string
 		v    *time.Duration
@@ -163,6 +184,7 @@ func (c *Config) setDefaults() error {
 	for _, f := range []durField{
 		{"Duration", &c.Duration, 3 * time.Second}, {"SweepStep", &c.SweepStep, time.Second},
 		{"SweepP99", &c.SweepP99, 10 * time.Millisecond}, {"IdlePeriod", &c.IdlePeriod, 5 * time.Second},
+		{"SustainedDuration", &c.SustainedDuration, time.Minute},
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("bench config: %s is %v, want a positive duration (0 for the default)", f.name, *f.v)
@@ -266,6 +288,19 @@ type Result struct {
 	LatencySweep []RatePoint `json:"latency_sweep"`
 	SweepP99MS   float64     `json:"sweep_p99_ms"`
 
+	// Sustained: one producer paces single-task enqueues at
+	// SustainedRatePerS for SustainedSeconds while the daemon runs them.
+	// The percentiles are of the producer's Enqueue calls (insert, commit,
+	// any checkpoint the commit ran, wakeup); the WAL size is the largest
+	// the database's -wal file was seen at, sampled every 10ms.
+	SustainedRatePerS     float64 `json:"sustained_rate_per_s"`
+	SustainedAchievedPerS float64 `json:"sustained_achieved_per_s"`
+	SustainedSeconds      float64 `json:"sustained_seconds"`
+	SustainedEnqueueP50MS float64 `json:"sustained_enqueue_p50_ms"`
+	SustainedEnqueueP99MS float64 `json:"sustained_enqueue_p99_ms"`
+	SustainedEnqueueMaxMS float64 `json:"sustained_enqueue_max_ms"`
+	SustainedWALMaxBytes  int64   `json:"sustained_wal_max_bytes"`
+
 	// RSSPeakMB is the highest peak RSS of any daemon of a run.
 	RSSPeakMB float64 `json:"rss_peak_mb"`
 	// CPUSeconds is the burn-down daemon's CPU time (user and system),
@@ -344,6 +379,9 @@ func (c *Config) steps() int {
 		n += 1 + len(c.sweepRates())
 	}
 	if c.has(Resources) {
+		n++
+	}
+	if c.has(Sustained) {
 		n++
 	}
 	return n * c.Runs

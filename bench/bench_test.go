@@ -265,3 +265,51 @@ func processesIn(dir, arg string) []string {
 	}
 	return out
 }
+
+func TestBenchCommand_Sustained(t *testing.T) {
+	bin := snappeaBin(t)
+	cmd := exec.Command(bin, "bench", "--json", "--mode", "sustained", "--sustained-rate", "500",
+		"--sustained-duration", "1s", "--runs", "1", "--tmpdir", t.TempDir())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("snappea bench: %v\n%s", err, stderr.String())
+	}
+	var got map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	var v [3]float64
+	for i, k := range []string{"sustained_enqueue_p50_ms", "sustained_enqueue_p99_ms", "sustained_enqueue_max_ms"} {
+		f, ok := got[k].(float64)
+		if !ok || f <= 0 {
+			t.Errorf("%s = %v, want a positive number", k, got[k])
+		}
+		v[i] = f
+	}
+	if !(v[0] <= v[1] && v[1] <= v[2]) {
+		t.Errorf("sustained enqueue p50, p99, max = %v, want them in order", v)
+	}
+	for _, k := range []string{"sustained_wal_max_bytes", "sustained_achieved_per_s"} {
+		if f, ok := got[k].(float64); !ok || f <= 0 {
+			t.Errorf("%s = %v, want a positive number", k, got[k])
+		}
+	}
+	if got["sustained_rate_per_s"] != 500.0 || got["sustained_seconds"] != 1.0 {
+		t.Errorf("sustained_rate_per_s, sustained_seconds = %v, %v; want 500, 1", got["sustained_rate_per_s"], got["sustained_seconds"])
+	}
+	if v, ok := got["enqueue_single_per_s"].(float64); !ok || v != 0 {
+		t.Errorf("enqueue_single_per_s = %v, want 0: --mode sustained measures nothing else", got["enqueue_single_per_s"])
+	}
+
+	out, err := exec.Command(bin, "bench", "--mode", "sustained", "--sustained-rate", "200",
+		"--sustained-duration", "500ms", "--runs", "1", "--tmpdir", t.TempDir()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("snappea bench: %v\n%s", err, out)
+	}
+	for _, want := range []string{"sustained single-task enqueues at 200/s", "Enqueue call", "largest write-ahead log seen", "MiB"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

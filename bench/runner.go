@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/snappea/snappea/queue"
 )
 
 // runOnce makes every measurement of the config once.
@@ -61,6 +64,13 @@ func (r *runner) runOnce(ctx context.Context, run int) (runResult, error) {
 	if cfg.has(Resources) {
 		r.next(prefix + "idle-cpu")
 		if err := r.idleCPU(ctx, name("idle"), &rr); err != nil {
+			return rr, err
+		}
+	}
+
+	if cfg.has(Sustained) {
+		r.next(fmt.Sprintf("%ssustained-%.0f/s", prefix, cfg.SustainedRate))
+		if err := r.sustained(ctx, name("sustained"), &rr); err != nil {
 			return rr, err
 		}
 	}
@@ -313,4 +323,67 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sustained starts a daemon, has one producer enqueue single tasks at
+// cfg.SustainedRate for cfg.SustainedDuration, and records the producer's
+// Enqueue call times and the largest size of the write-ahead log meanwhile.
+func (r *runner) sustained(ctx context.Context, name string, rr *runResult) (err error) {
+	cfg := &r.cfg
+	dir, err := r.dataDir(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	d, err := r.startDaemon(ctx, name, dir, cfg.Workers, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		u, serr := d.stop()
+		rr.rssPeak = max(rr.rssPeak, u.rssMiB)
+		if err == nil {
+			err = serr
+		}
+	}()
+
+	// The log's size is sampled from this process, which otherwise only
+	// waits: a stat every 10ms costs the measured processes nothing.
+	walPath := filepath.Join(dir, queue.DBFile) + "-wal"
+	stop := make(chan struct{})
+	sampled := make(chan int64, 1)
+	go func() {
+		var largest int64
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if fi, err := os.Stat(walPath); err == nil {
+				largest = max(largest, fi.Size())
+			}
+			select {
+			case <-stop:
+				sampled <- largest
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	n := max(1, int(cfg.SustainedRate*cfg.SustainedDuration.Seconds()))
+	reps, err := r.produce(ctx, name, []ProducerConfig{{
+		Dir: dir, Count: n, Rate: cfg.SustainedRate, Stamps: true, CPUProfile: r.profilePath(name, "producer"),
+	}})
+	close(stop)
+	walMax := <-sampled
+	if err != nil {
+		return err
+	}
+	rep := reps[0]
+	calls := make([]time.Duration, len(rep.Sent))
+	for i, s := range rep.Sent {
+		calls[i] = time.Duration(s.CallNS)
+	}
+	rr.sustainedCall = summarize(calls)
+	rr.sustainedAchieved = float64(rep.Count) / time.Duration(rep.ElapsedNS).Seconds()
+	rr.sustainedWALMax = walMax
+	return nil
 }

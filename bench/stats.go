@@ -105,6 +105,10 @@ type runResult struct {
 	sustainLimit         string
 	rssPeak              float64 // MiB, the highest of the run's daemons
 	idleCPU, idleSeconds float64
+
+	sustainedCall     Percentiles // the producer's Enqueue calls
+	sustainedAchieved float64
+	sustainedWALMax   int64 // bytes
 }
 
 // ratePoint is one rate of one run's sweep.
@@ -149,6 +153,14 @@ func aggregate(cfg *Config, runs []runResult) *Result {
 	res.RSSPeakMB = medianOf(runs, func(r runResult) float64 { return r.rssPeak })
 	res.IdleCPUSeconds = medianOf(runs, func(r runResult) float64 { return r.idleCPU })
 
+	if cfg.has(Sustained) {
+		res.SustainedRatePerS = cfg.SustainedRate
+		res.SustainedSeconds = cfg.SustainedDuration.Seconds()
+		call := medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.sustainedCall }))
+		res.SustainedEnqueueP50MS, res.SustainedEnqueueP99MS, res.SustainedEnqueueMaxMS = call.P50, call.P99, call.Max
+		res.SustainedAchievedPerS = medianOf(runs, func(r runResult) float64 { return r.sustainedAchieved })
+		res.SustainedWALMaxBytes = int64(medianOf(runs, func(r runResult) float64 { return float64(r.sustainedWALMax) }))
+	}
 	if cfg.has(Latency) {
 		res.LatencyIdleMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.idle }))
 		res.LatencyLoadedMS = medianPercentiles(collect(runs, func(r runResult) Percentiles { return r.loaded }))

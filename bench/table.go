@@ -75,7 +75,14 @@ func (res *Result) WriteTable(w io.Writer) error {
 		}[res.SustainLimit]
 		row("  highest rate kept up", "%s/s (%s)", Thousands(res.MaxSustainedRatePerS), limit)
 	}
-	if has(BurnDown) || has(Resources) || has(Latency) {
+	if has(Sustained) {
+		heading("sustained single-task enqueues at %s/s for %gs, daemon running (achieved %s/s)",
+			Thousands(res.SustainedRatePerS), res.SustainedSeconds, Thousands(res.SustainedAchievedPerS))
+		row("  the producer's Enqueue call", "p50 %s  p99 %s  max %s ms",
+			ms(res.SustainedEnqueueP50MS), ms(res.SustainedEnqueueP99MS), ms(res.SustainedEnqueueMaxMS))
+		row("  largest write-ahead log seen", "%.1f MiB", float64(res.SustainedWALMaxBytes)/(1<<20))
+	}
+	if has(BurnDown) || has(Resources) || has(Latency) || has(Sustained) {
 		heading("daemon resources")
 		row("  peak RSS", "%.1f MiB", res.RSSPeakMB)
 	}

@@ -26,6 +26,8 @@ type benchFlags struct {
 	runs              int
 	rate, maxRate     float64
 	duration          time.Duration
+	sustainedRate     float64
+	sustainedDuration time.Duration
 	sweepStep         time.Duration
 	sweepP99          time.Duration
 	idlePeriod        time.Duration
@@ -47,7 +49,7 @@ func (c *cmdEnv) benchCommand() command {
 						"snappea.noop tasks, in a temporary data directory removed at the end. Prints a table of the\n"+
 						"medians over --runs (or JSON with --json); --plot also charts them. The default run takes\n"+
 						"about a minute and a half.")
-				fs.StringVar(&f.mode, "mode", "all", withEnv("mode", "what to measure: all, or a comma-separated list of enqueue, burndown, latency, resources"))
+				fs.StringVar(&f.mode, "mode", "all", withEnv("mode", "what to measure: all (every mode but sustained), or a comma-separated list of enqueue, burndown, latency, resources, sustained"))
 				fs.IntVar(&f.tasks, "tasks", 20000, withEnv("tasks", "tasks per enqueue measurement, and the backlog of each burn-down"))
 				fs.IntVar(&f.workers, "workers", 16, withEnv("workers", "the daemon's workers for the main burn-down and for latency"))
 				fs.StringVar(&f.workerSweep, "worker-sweep", "1,2,4,8,16,32", withEnv("worker-sweep", "further worker counts to burn down at, comma-separated (none: empty)"))
@@ -55,6 +57,8 @@ func (c *cmdEnv) benchCommand() command {
 				fs.IntVar(&f.batch, "batch-size", 1000, withEnv("batch-size", "tasks per transaction when enqueueing in batches"))
 				fs.Float64Var(&f.rate, "rate", 2000, withEnv("rate", "paced rate (tasks/s) of the loaded latency measurement"))
 				fs.DurationVar(&f.duration, "duration", 3*time.Second, withEnv("duration", "how long the loaded latency measurement runs; the idle one sends one task per 5ms for as long"))
+				fs.Float64Var(&f.sustainedRate, "sustained-rate", 5000, withEnv("sustained-rate", "paced rate (single-task enqueues/s) of --mode sustained"))
+				fs.DurationVar(&f.sustainedDuration, "sustained-duration", time.Minute, withEnv("sustained-duration", "how long --mode sustained paces enqueues beside the daemon"))
 				fs.Float64Var(&f.maxRate, "max-rate", 64000, withEnv("max-rate", "highest rate (tasks/s) the latency sweep tries, doubling from --rate/4 (0: no sweep)"))
 				fs.DurationVar(&f.sweepStep, "sweep-step", time.Second, withEnv("sweep-step", "how long each rate of the sweep other than --rate runs"))
 				fs.DurationVar(&f.sweepP99, "sweep-p99", 10*time.Millisecond, withEnv("sweep-p99", "p99 pickup latency above which a rate is not kept up"))
@@ -153,13 +157,16 @@ func (f *benchFlags) config() (bench.Config, error) {
 	for _, v := range []struct {
 		name string
 		d    time.Duration
-	}{{"duration", f.duration}, {"sweep-step", f.sweepStep}, {"sweep-p99", f.sweepP99}, {"idle-period", f.idlePeriod}} {
+	}{{"duration", f.duration}, {"sustained-duration", f.sustainedDuration}, {"sweep-step", f.sweepStep}, {"sweep-p99", f.sweepP99}, {"idle-period", f.idlePeriod}} {
 		if v.d <= 0 {
 			return bench.Config{}, fmt.Errorf("--%s %v: want a positive duration", v.name, v.d)
 		}
 	}
 	if f.rate <= 0 {
 		return bench.Config{}, fmt.Errorf("--rate %g: want a positive rate", f.rate)
+	}
+	if f.sustainedRate <= 0 {
+		return bench.Config{}, fmt.Errorf("--sustained-rate %g: want a positive rate", f.sustainedRate)
 	}
 	if f.maxRate < 0 {
 		return bench.Config{}, fmt.Errorf("--max-rate %g: want a rate, or 0 for no sweep", f.maxRate)
@@ -183,6 +190,7 @@ func (f *benchFlags) config() (bench.Config, error) {
 		Modes: modes, Tasks: f.tasks, Workers: f.workers, WorkerSweep: sweep,
 		Producers: f.producers, BatchSize: f.batch, Rate: f.rate, Duration: f.duration,
 		SweepStep: f.sweepStep, MaxRate: maxRate, SweepP99: f.sweepP99, IdlePeriod: f.idlePeriod,
+		SustainedRate: f.sustainedRate, SustainedDuration: f.sustainedDuration,
 		Runs: f.runs, TempDir: f.tmpDir, ProfileDir: f.profileDir,
 	}, nil
 }

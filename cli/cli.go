@@ -64,7 +64,7 @@ type Program struct {
 // MainProgram is Main for a program with more than tasks.
 func MainProgram(p Program) int {
 	return RunProgram(context.Background(), os.Args[1:], Env{
-		Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Exit: os.Exit,
+		Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, Exit: os.Exit,
 	}, p)
 }
 
@@ -72,7 +72,9 @@ func MainProgram(p Program) int {
 // one, tests from their own.
 type Env struct {
 	Stdout, Stderr io.Writer
-	Getenv         func(string) string
+	// Stdin is read by 'snappea enqueue TASK -'. Default os.Stdin.
+	Stdin  io.Reader
+	Getenv func(string) string
 	// Exit ends the process at once with a status; the daemon calls it on
 	// a third INT. Default os.Exit.
 	Exit func(int)
@@ -266,6 +268,7 @@ type dataFlags struct {
 	dir, db, wakeupDir, pidfile string
 	busyTimeout                 time.Duration
 	maxBacklog                  int
+	maxArgsSize                 byteSize
 }
 
 func (d *dataFlags) register(fs *flag.FlagSet) {
@@ -280,7 +283,7 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
 	d.register(fs)
 	d.busyTimeout = 5 * time.Second
-	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "how long (a `duration`) to wait for another process's write lock on the database before failing"))
+	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "the longest (a `duration`) a write waits, in all, for other writers and the database's write lock before failing"))
 }
 
 // registerProducer registers the flags of a command that enqueues.
@@ -288,9 +291,33 @@ func (d *dataFlags) registerProducer(fs *flag.FlagSet) {
 	fs.Var((*nonNegativeInt)(&d.maxBacklog), "max-backlog", withEnv("max-backlog", "refuse to enqueue past this many waiting tasks (`N`; 0: no limit), as queue.Config.MaxBacklog"))
 }
 
+// registerArgsSize registers --max-args-size, for the commands that
+// enqueue or claim tasks.
+func (d *dataFlags) registerArgsSize(fs *flag.FlagSet) {
+	d.maxArgsSize = queue.DefaultMaxArgsSize
+	fs.Var(&d.maxArgsSize, "max-args-size", withEnv("max-args-size", "the largest encoded arguments a task may have (a `size` such as 1MiB, 512KiB or plain bytes), as queue.Config.MaxArgsSize: larger is refused at enqueue, and failed, not run, by the daemon"))
+}
+
 func (d *dataFlags) queueConfig() queue.Config {
 	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout,
-		MaxBacklog: d.maxBacklog}
+		MaxBacklog: d.maxBacklog, MaxArgsSize: int(d.maxArgsSize)}
+}
+
+// byteSize is --max-args-size: a size (see parseSize) of at least one
+// byte and at most 1GiB.
+type byteSize int
+
+func (b *byteSize) String() string { return formatSize(int64(*b)) }
+
+func (b *byteSize) Want() string { return "a size such as 1MiB, 512KiB or 1048576, at most 1GiB" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil || n <= 0 || n > 1<<30 {
+		return errWant(b.Want())
+	}
+	*b = byteSize(n)
+	return nil
 }
 
 func (d *dataFlags) dbPath() string {
@@ -407,7 +434,8 @@ func formatDuration(d time.Duration) string {
 
 // QueueConfigFromEnv returns the queue.Config a daemon started with the same
 // environment would use: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR and
-// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, and SNAPPEA_MAX_BACKLOG. A web server that opens
+// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, SNAPPEA_MAX_BACKLOG and
+// SNAPPEA_MAX_ARGS_SIZE. A web server that opens
 // its queue this way writes where the daemon reads and wakes the directory
 // it watches. Pass os.Getenv.
 func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
@@ -415,6 +443,7 @@ func QueueConfigFromEnv(getenv func(string) string) (queue.Config, error) {
 	fs := flag.NewFlagSet("env", flag.ContinueOnError)
 	d.registerQueue(fs)
 	d.registerProducer(fs)
+	d.registerArgsSize(fs)
 	if err := applyEnv(fs, getenv); err != nil {
 		return queue.Config{}, err
 	}

@@ -203,3 +203,44 @@ func TestLogFlags_durations(t *testing.T) {
 		}
 	}
 }
+
+func TestByteSize_Set(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"1048576", 1 << 20, true},
+		{"1MiB", 1 << 20, true},
+		{"512KiB", 512 << 10, true},
+		{"2 MiB", 2 << 20, true},
+		{"100B", 100, true},
+		{"1GiB", 1 << 30, true},
+		{"0", 0, false},
+		{"-1", 0, false},
+		{"1MB", 1000000, true},
+		{"lots", 0, false},
+		{"3GiB", 0, false},
+	} {
+		var b byteSize
+		err := b.Set(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && int(b) != tt.want) {
+			t.Errorf("Set(%q) = %d, %v; want %d, ok %v", tt.in, b, err, tt.want, tt.ok)
+		}
+	}
+	if s := byteSize(1 << 20); s.String() != "1MiB" {
+		t.Errorf("String() = %q, want 1MiB", s.String())
+	}
+}
+
+func TestQueueConfigFromEnv_MaxArgsSize(t *testing.T) {
+	env := map[string]string{"SNAPPEA_MAX_ARGS_SIZE": "256KiB"}
+	cfg, err := QueueConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil || cfg.MaxArgsSize != 256<<10 {
+		t.Errorf("MaxArgsSize = %d, %v; want %d", cfg.MaxArgsSize, err, 256<<10)
+	}
+	env["SNAPPEA_MAX_ARGS_SIZE"] = "big"
+	if _, err := QueueConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "SNAPPEA_MAX_ARGS_SIZE") {
+		t.Errorf("a bad SNAPPEA_MAX_ARGS_SIZE: %v, want an error naming it", err)
+	}
+}

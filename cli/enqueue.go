@@ -8,6 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,13 +31,15 @@ func (c *cmdEnv) enqueueCommand() command {
 		name: "enqueue", summary: "queue a task (or --count of them) and print their ids",
 		flags: func() *flag.FlagSet {
 			if fs == nil {
-				fs = c.newFlagSet("enqueue", "TASK [JSON]",
-					"Queues TASK with the JSON arguments given (none: null) and prints each new task's id on\n"+
-						"stdout; how many and how fast goes to stderr. A task not queued because a pending task\n"+
+				fs = c.newFlagSet("enqueue", "TASK [JSON | - | @FILE]",
+					"Queues TASK with the JSON arguments given (none: null; -: read from standard input;\n"+
+						"@FILE: read from FILE, for arguments past the kernel's 128 KiB per command-line argument)\n"+
+						"and prints each new task's id on stdout; how many and how fast goes to stderr. A task not queued because a pending task\n"+
 						"holds its --key prints no id; stderr names the task holding the key. Options not given\n"+
 						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
 				data.registerProducer(fs)
+				data.registerArgsSize(fs)
 				fs.IntVar(&count, "count", 1, "how many identical tasks to queue")
 				fs.BoolVar(&batch, "batch", false, "queue all of them in one transaction instead of one transaction each")
 				fs.BoolVar(&noCheck, "no-check", false, "skip checking TASK and JSON against this binary's tasks (for a daemon built with other tasks)")
@@ -55,7 +60,11 @@ func (c *cmdEnv) enqueueCommand() command {
 			task := args[0]
 			var raw json.RawMessage = []byte("null")
 			if len(args) == 2 {
-				raw = json.RawMessage(args[1])
+				var err error
+				if raw, err = c.readArgs(args[1], int(data.maxArgsSize)); err != nil {
+					fmt.Fprintf(c.Stderr, "snappea enqueue: the arguments for %s: %v\n", task, err)
+					return ExitUsage
+				}
 				if !json.Valid(raw) {
 					return c.usagef("enqueue", "the arguments for %s are not valid JSON", task)
 				}
@@ -89,6 +98,49 @@ func (c *cmdEnv) enqueueCommand() command {
 			return c.enqueue(ctx, q, task, raw, o, count, batch, c.progressBar())
 		},
 	}
+}
+
+// readArgs returns enqueue's JSON argument: the argument itself, standard
+// input for "-", or the file FILE for "@FILE"; no more than limit bytes.
+func (c *cmdEnv) readArgs(arg string, limit int) ([]byte, error) {
+	var r io.Reader
+	switch {
+	case arg == "-":
+		r = c.Stdin
+		if r == nil {
+			r = os.Stdin
+		}
+	case strings.HasPrefix(arg, "@"):
+		f, err := os.Open(arg[1:])
+		if err != nil {
+			return nil, fmt.Errorf("read %w", err)
+		}
+		defer f.Close()
+		r = f
+	default:
+		if len(arg) > limit {
+			return nil, tooLarge(len(arg), limit)
+		}
+		return []byte(arg), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", arg, err)
+	}
+	if len(b) > limit {
+		return nil, tooLarge(-1, limit)
+	}
+	return b, nil
+}
+
+// tooLarge is ErrArgsTooLarge for arguments of n bytes (-1: not read to
+// the end) over limit.
+func tooLarge(n, limit int) error {
+	size := "more than " + strconv.Itoa(limit) + " bytes"
+	if n >= 0 {
+		size = strconv.Itoa(n) + " bytes"
+	}
+	return fmt.Errorf("%w: %s, the limit (--max-args-size, SNAPPEA_MAX_ARGS_SIZE) is %d", queue.ErrArgsTooLarge, size, limit)
 }
 
 // optionFlags are enqueue's flags for registry.Options.

@@ -147,7 +147,7 @@ func TestREADME_agreesWithHelp(t *testing.T) {
 	options = options[:strings.Index(options, "\n\n")]
 	for _, tt := range []struct{ cmd, marker string }{
 		{"run", "**`snappea run`**"},
-		{"enqueue", "**`snappea enqueue [flags] TASK [JSON]`**"},
+		{"enqueue", "**`snappea enqueue [flags] TASK [JSON | - | @FILE]`**"},
 	} {
 		tab := tableAfter(t, readme, tt.marker)
 		fs := c.lookup(tt.cmd).flags()

@@ -38,6 +38,7 @@ func (c *cmdEnv) runCommand() command {
 			if fs == nil {
 				fs = c.newFlagSet("run", "", "Runs the daemon in the foreground: claims queued tasks and runs them.\nSee 'snappea help' for the signals it answers.")
 				f.data.registerQueue(fs)
+				f.data.registerArgsSize(fs)
 				f.log.register(fs)
 				fs.IntVar(&f.workers, "workers", 16, withEnv("workers", "number of tasks run at once, at most 10000 ('snappea workers N' changes it while running)"))
 				fs.IntVar(&f.batch, "batch", 0, withEnv("batch", "most tasks taken per claim; never more than the free workers (default: --workers)"))

@@ -311,7 +311,7 @@ func (d *Daemon) services() ([]foreman.Service, []foreman.Observer, error) {
 		return d.q.RunCheckpoints(ctx, cfg.CheckpointInterval)
 	}})
 	if cfg.StatsRetention > 0 {
-		rec, err := stats.New(stats.Config{DB: d.q.DB(), Retention: cfg.StatsRetention, Logger: d.log,
+		rec, err := stats.New(stats.Config{DB: d.q.DB(), WriteTx: d.q.WriteTx, Retention: cfg.StatsRetention, Logger: d.log,
 			StopFlushTimeout: max(cfg.GracefulTimeout, finalFlushMin),
 			Backlog: func(ctx context.Context) (int64, error) {
 				st, err := d.q.Stats(ctx)
@@ -451,6 +451,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.noteStop(time.Now().Add(max(d.cfg.GracefulTimeout, 0)))
 	}()
 
+	d.reclaimLog(runCtx)
 	err = d.fm.Run(runCtx)
 	close(finished)
 	<-noted
@@ -463,6 +464,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	return gone
+}
+
+// reclaimLog empties and truncates the write-ahead log before the daemon
+// writes anything: a log left large by producers (while no daemon ran) or
+// by a disk that filled up gives its space back, and the first claims do
+// not use up space just freed before the checkpoint service's first look.
+// A failure is only logged: the service retries at every interval.
+func (d *Daemon) reclaimLog(ctx context.Context) {
+	ok, err := d.q.TruncateCheckpoint(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		d.log.Warn("could not checkpoint the write-ahead log at start; will retry", "err", err)
+	case err == nil && !ok:
+		d.log.Info("the write-ahead log is in use by another process; it will be checkpointed later")
+	}
 }
 
 // flush writes the last statistics, within what is left of the stop's

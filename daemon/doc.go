@@ -18,7 +18,9 @@
 //     backoff, one that fails for good is kept in the failed record
 //     ('snappea failed');
 //   - the checkpoints of the database's write-ahead log, so that producers'
-//     commits never do them;
+//     commits never do them, and its truncation when Run starts, which
+//     gives back the space of a log left large (by producers while no
+//     daemon ran, or by a full disk);
 //   - the per-minute statistics (package stats), written once a minute and
 //     once more when the daemon stops;
 //   - the failed record's retention (age and count);

@@ -27,6 +27,16 @@ type Source interface {
 	Promote(ctx context.Context, now time.Time) (next time.Time, err error)
 }
 
+// spaceReclaimer is a Source that can give disk space back after a claim
+// failed because the disk was full; *queue.Queue is one. Before claiming
+// again, the foreman has it reclaim the space first: claims that succeed
+// as soon as a little room is freed could otherwise use it all up before
+// anything gives back the space the database's log took, and the daemon
+// would be stuck again.
+type spaceReclaimer interface {
+	ReclaimSpace(ctx context.Context) error
+}
+
 // Waker tells the foreman that tasks may have been queued; *wakeup.Watcher
 // is one. The channel is never closed.
 type Waker interface {
@@ -569,6 +579,7 @@ func (f *Foreman) Run(ctx context.Context) error {
 		hardWait    <-chan time.Time
 		retry       <-chan time.Time
 		retryDelay  time.Duration
+		reclaim     bool // the last claim or promote failed for a full disk
 		nextDue     time.Time
 	)
 	poll := time.NewTicker(cfg.PollInterval)
@@ -591,15 +602,30 @@ func (f *Foreman) Run(ctx context.Context) error {
 		busy = n
 		f.busy.Store(int64(n))
 	}
+	reclaimer, _ := cfg.Source.(spaceReclaimer)
 	claimFailed := func(err error) {
 		retryDelay = min(max(2*retryDelay, 100*time.Millisecond), cfg.PollInterval)
 		f.log.Error("claiming tasks failed; will retry", "err", err, "retry_in", retryDelay)
 		f.report(err, nil)
 		retry = time.After(retryDelay)
+		if reclaimer != nil && errors.Is(err, queue.ErrFull) {
+			reclaim = true
+		}
 	}
 
 loop:
 	for {
+		if reclaim && !stopping && retry == nil {
+			if err := reclaimer.ReclaimSpace(claimCtx); err != nil {
+				if claimCtx.Err() == nil {
+					claimFailed(err)
+				}
+			} else {
+				reclaim = false
+				f.log.Info("disk space reclaimed; claiming again")
+			}
+		}
+
 		// Promote delayed tasks that have come due, then re-arm the timer
 		// for the next one. This is a read when nothing is due, and runs
 		// once per wake, poll or timer, not per claim.

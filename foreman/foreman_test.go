@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -548,5 +549,110 @@ func TestForeman_FreedSlotIsFilledWithinClaimDelay(t *testing.T) {
 		}
 		h.stop()
 		h.wait(t)
+	})
+}
+
+// reclaimingSource is a fakeSource that can reclaim disk space, and
+// records the order of claims and reclaims.
+type reclaimingSource struct {
+	*fakeSource
+	mu         sync.Mutex
+	reclaimErr error // returned by ReclaimSpace while set
+	events     []string
+}
+
+func (s *reclaimingSource) Claim(ctx context.Context, n int) ([]queue.Task, error) {
+	ts, err := s.fakeSource.Claim(ctx, n)
+	s.record("claim", err)
+	return ts, err
+}
+
+func (s *reclaimingSource) ReclaimSpace(ctx context.Context) error {
+	s.mu.Lock()
+	err := s.reclaimErr
+	s.mu.Unlock()
+	s.record("reclaim", err)
+	return err
+}
+
+func (s *reclaimingSource) record(what string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		what += " failed"
+	}
+	s.events = append(s.events, what)
+}
+
+func (s *reclaimingSource) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.events...)
+}
+
+func TestForeman_ReclaimsSpaceBeforeClaimingAfterDiskFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{PollInterval: time.Second}, nil)
+		full := fmt.Errorf("claim tasks: %w", queue.ErrFull)
+		src := &reclaimingSource{fakeSource: h.src, reclaimErr: full}
+		h.f.cfg.Source = src
+		h.src.add(registry.NoopTask, "", 5)
+		h.src.mu.Lock()
+		h.src.err = full
+		h.src.mu.Unlock()
+		h.start()
+		waitFor(t, "a reclaim to fail", func() bool { return slices.Contains(src.snapshot(), "reclaim failed") })
+		// Room is made, but the log's space is not given back yet: the
+		// foreman must not claim (and use the room up) meanwhile.
+		h.src.mu.Lock()
+		h.src.err = nil
+		h.src.mu.Unlock()
+		time.Sleep(5 * time.Second)
+		src.mu.Lock()
+		src.reclaimErr = nil
+		src.mu.Unlock()
+		waitFor(t, "5 tasks to run", func() bool { return h.f.Counters().Done == 5 })
+		h.stop()
+		h.wait(t)
+
+		ev := src.snapshot()
+		if ev[0] != "claim failed" {
+			t.Fatalf("events %v, want a failed claim first", ev)
+		}
+		ok := slices.Index(ev, "reclaim")
+		if ok < 0 {
+			t.Fatalf("events %v: no successful reclaim", ev)
+		}
+		for i, e := range ev[1:ok] {
+			if e != "reclaim failed" {
+				t.Errorf("event %d is %q, between the failed claim and the successful reclaim: want only reclaims (all %v)", i+1, e, ev)
+			}
+		}
+		if ok+1 >= len(ev) || ev[ok+1] != "claim" {
+			t.Errorf("events %v: want a claim right after the reclaim", ev)
+		}
+	})
+}
+
+func TestForeman_NoReclaimAfterOtherClaimErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{PollInterval: time.Second}, nil)
+		src := &reclaimingSource{fakeSource: h.src}
+		h.f.cfg.Source = src
+		h.src.add(registry.NoopTask, "", 3)
+		h.src.mu.Lock()
+		h.src.err = fmt.Errorf("claim tasks: %w", queue.ErrBusy)
+		h.src.mu.Unlock()
+		h.start()
+		waitFor(t, "a claim to fail", func() bool { return slices.Contains(src.snapshot(), "claim failed") })
+		h.src.mu.Lock()
+		h.src.err = nil
+		h.src.mu.Unlock()
+		waitFor(t, "3 tasks to run", func() bool { return h.f.Counters().Done == 3 })
+		h.stop()
+		h.wait(t)
+		if ev := src.snapshot(); slices.Contains(ev, "reclaim") || slices.Contains(ev, "reclaim failed") {
+			t.Errorf("events %v: reclaimed space after a busy database, want only after a full disk", ev)
+		}
 	})
 }

@@ -71,6 +71,17 @@
 // the database without bound. The limit is soft, to keep it cheap: see
 // [Config.MaxBacklog].
 //
+// # Waits
+//
+// No write waits without a limit. Writes take turns (see writeLock): within
+// the process, then with other processes through a flock beside the
+// database, which a stalled holder cannot keep for more than a few
+// milliseconds. Every write honours its context, and [Config.BusyTimeout]
+// bounds its whole wait, turn and SQLite's lock together ([ErrBusy]). A
+// write of the Queue's own called inside [Queue.InTx]'s function, which holds
+// the turn, fails at once with [ErrInsideInTx]. [Queue.WriteTx] gives
+// writes that enqueue nothing (the daemon's statistics) the same turn.
+//
 // # The database
 //
 // One SQLite file in WAL mode with synchronous=NORMAL (no fsync per

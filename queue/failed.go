@@ -38,22 +38,23 @@ func scanFailure(sc interface{ Scan(...any) error }) (Failure, error) {
 // failed tasks an operator can list (Failures), retry (RetryFailure) or
 // purge. The daemon calls it when a task's last attempt fails.
 func (q *Queue) Fail(ctx context.Context, t *Task, cause error) error {
-	if q.closed.Load() {
-		return ErrClosed
-	}
 	msg := ""
 	if cause != nil {
 		msg = cause.Error()
 	}
-	q.writeMu.Lock()
-	_, err := q.db.ExecContext(ctx, `INSERT INTO snappea_failed
+	sctx, cancel, err := q.turn(ctx, time.Now())
+	if err != nil {
+		return fmt.Errorf("record failed task %d: %w", t.ID, err)
+	}
+	_, err = q.db.ExecContext(sctx, `INSERT INTO snappea_failed
 		(task_id, task, args, error, attempts, failed_at, priority, max_attempts, timeout_ns)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, nonNil(t.Args), msg, t.Attempt, time.Now().UnixNano(), t.Priority, t.MaxAttempts,
 		int64(t.Timeout))
-	q.writeMu.Unlock()
+	err = q.writeErr(ctx, sctx, err)
+	q.endTurn(cancel)
 	if err != nil {
-		return fmt.Errorf("record failed task %d: %w", t.ID, dbError(err))
+		return fmt.Errorf("record failed task %d: %w", t.ID, err)
 	}
 	return nil
 }
@@ -133,7 +134,7 @@ func (q *Queue) RetryFailure(ctx context.Context, id int64) (int64, error) {
 			return dbError(err)
 		}
 		return nil
-	})
+	}, false)
 	if err != nil {
 		return 0, fmt.Errorf("retry failed task %d: %w", id, err)
 	}
@@ -165,7 +166,7 @@ func (q *Queue) RetryAllFailures(ctx context.Context) (int, error) {
 		// The write lock is held since BEGIN: no failure was added meanwhile.
 		_, err = tx.ExecContext(ctx, `DELETE FROM snappea_failed WHERE `+retryableSQL)
 		return dbError(err)
-	})
+	}, false)
 	if err != nil {
 		return 0, fmt.Errorf("retry failed tasks: %w", err)
 	}
@@ -181,14 +182,15 @@ const retryableSQL = `typeof(args) IN ('text', 'blob') AND (length(args) = 0 OR 
 
 // PurgeFailures deletes every failed task record and returns how many.
 func (q *Queue) PurgeFailures(ctx context.Context) (int, error) {
-	if q.closed.Load() {
-		return 0, ErrClosed
-	}
-	q.writeMu.Lock()
-	res, err := q.db.ExecContext(ctx, `DELETE FROM snappea_failed`)
-	q.writeMu.Unlock()
+	sctx, cancel, err := q.turn(ctx, time.Now())
 	if err != nil {
-		return 0, fmt.Errorf("purge failed tasks: %w", dbError(err))
+		return 0, fmt.Errorf("purge failed tasks: %w", err)
+	}
+	res, err := q.db.ExecContext(sctx, `DELETE FROM snappea_failed`)
+	err = q.writeErr(ctx, sctx, err)
+	q.endTurn(cancel)
+	if err != nil {
+		return 0, fmt.Errorf("purge failed tasks: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
@@ -232,7 +234,7 @@ func (q *Queue) PruneFailures(ctx context.Context, maxAge time.Duration, maxRows
 				(SELECT id FROM snappea_failed ORDER BY failed_at DESC, id DESC LIMIT -1 OFFSET ?)`, maxRows)
 		}
 		return nil
-	})
+	}, false)
 	if err != nil {
 		return 0, fmt.Errorf("prune failed tasks: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/snappea/snappea/migrations"
@@ -39,6 +41,9 @@ var (
 	ErrBusy = errors.New("database is busy")
 	// ErrReadOnly: the database file or its directory cannot be written.
 	ErrReadOnly = errors.New("database is read-only")
+	// ErrFull: the file system holding the database is full. Nothing was
+	// written; retrying once space is freed is safe.
+	ErrFull = errors.New("disk is full")
 	// ErrClosed: the Queue was closed.
 	ErrClosed = errors.New("queue is closed")
 	// ErrBacklogFull: more tasks are waiting for the daemon than
@@ -52,13 +57,25 @@ var (
 	// error says which column and what type it should have, never the
 	// value.
 	ErrBadRow = errors.New("bad task row")
+	// ErrNoDatabase: Config.MustExist is set and the database file does
+	// not exist.
+	ErrNoDatabase = errors.New("no queue database")
+	// ErrArgsTooLarge: a task's encoded arguments are larger than
+	// Config.MaxArgsSize. Nothing was written.
+	ErrArgsTooLarge = errors.New("task arguments too large")
+	// ErrDatabaseGone: the database file was removed or replaced (its data
+	// directory deleted, say) since the Queue was opened, so what it wrote
+	// would reach no daemon. Nothing was written; reopen the Queue.
+	ErrDatabaseGone = errors.New("queue database gone")
 )
 
 // DefaultMaxArgsSize is Config.MaxArgsSize's default: 1 MiB.
 const DefaultMaxArgsSize = 1 << 20
 
-// Config says where the queue lives and how to open it. The zero value is
-// usable: it opens ./snappea-data/snappea.db.
+// goneCheckEvery is how often, at most, the write path checks that the
+// database file is still the one opened (see ErrDatabaseGone).
+const goneCheckEvery = time.Second
+
 // Config says where the queue lives and how to open it. The zero value is
 // usable: it opens ./snappea-data/snappea.db.
 type Config struct {
@@ -70,9 +87,24 @@ type Config struct {
 	DBPath string
 	// WakeupDir overrides the wakeup directory. Default Dir/wakeup.
 	WakeupDir string
-	// BusyTimeout is how long a statement waits for another connection's
-	// write lock before failing with ErrBusy. Default 5s.
+	// BusyTimeout is the longest a write waits for the database, in all:
+	// for this process's other writes, for the writers' turn with other
+	// processes and for SQLite's write lock. Past it the write fails with
+	// ErrBusy, having written nothing. The caller's context ends the wait
+	// sooner. It is also the busy timeout of the connections DB returns,
+	// for transactions begun on them directly. Default 5s.
 	BusyTimeout time.Duration
+	// MustExist makes Open fail with ErrNoDatabase if the database file
+	// does not exist, instead of creating it: for producers, which should
+	// not start a queue of their own that no daemon reads because of a
+	// wrong path. The daemon creates the database. Default false: create.
+	MustExist bool
+	// MaxArgsSize is the largest encoded arguments a task may have, in
+	// bytes. Default DefaultMaxArgsSize (1 MiB); negative is an error.
+	// Every Enqueue variant refuses larger arguments with ErrArgsTooLarge
+	// before writing anything, and the daemon fails a larger row written
+	// by other means instead of running it.
+	MaxArgsSize int
 	// Registry, if set, makes Enqueue check each task's name and arguments
 	// against it before writing, so a typo fails in the caller, not later in
 	// the daemon. It costs one decode of the arguments per task. Every
@@ -107,11 +139,6 @@ type Config struct {
 	// Other processes' enqueues since the last count go unseen, so together
 	// they can overshoot the limit by what they enqueue in one interval.
 	MaxBacklog int
-	// MaxArgsSize is the largest encoded arguments a task may have, in
-	// bytes. The daemon fails, without running it, a claimed task whose
-	// arguments are larger (a row written by another program). Default
-	// DefaultMaxArgsSize.
-	MaxArgsSize int
 	// Logger receives warnings (a wakeup that could not be sent). Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -133,14 +160,14 @@ func (c *Config) setDefaults() error {
 	if c.BusyTimeout < 0 {
 		return fmt.Errorf("queue config: BusyTimeout %v is negative", c.BusyTimeout)
 	}
-	if c.MaxBacklog < 0 {
-		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
-	}
-	if c.MaxArgsSize < 0 {
-		return fmt.Errorf("queue config: MaxArgsSize %d is negative (0 means the default, %d)", c.MaxArgsSize, DefaultMaxArgsSize)
-	}
 	if c.MaxArgsSize == 0 {
 		c.MaxArgsSize = DefaultMaxArgsSize
+	}
+	if c.MaxArgsSize < 0 {
+		return fmt.Errorf("queue config: MaxArgsSize %d is negative", c.MaxArgsSize)
+	}
+	if c.MaxBacklog < 0 {
+		return fmt.Errorf("queue config: MaxBacklog %d is negative (0 means unlimited)", c.MaxBacklog)
 	}
 	if c.Inline && c.Registry == nil {
 		return errors.New("queue config: Inline needs a Registry to run tasks with")
@@ -201,6 +228,13 @@ type Queue struct {
 
 	inlineID atomic.Int64
 
+	// The database file as opened, and when the write path last checked
+	// that it is still at DBPath (Unix ns); gone once it was not.
+	dbFile    os.FileInfo
+	goneAt    atomic.Int64
+	goneEvery time.Duration
+	gone      atomic.Bool
+
 	closed atomic.Bool
 }
 
@@ -242,11 +276,24 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.MustExist {
+		if _, err := os.Stat(cfg.DBPath); errors.Is(err, os.ErrNotExist) {
+			abs, _ := filepath.Abs(cfg.DBPath)
+			return nil, fmt.Errorf("open queue: %w at %s (MustExist is set): the daemon creates it when it starts; check the path, which producer and daemon must agree on", ErrNoDatabase, abs)
+		}
+	}
 	db, err := OpenDB(ctx, cfg.DBPath, cfg.BusyTimeout)
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: openWriteLock(cfg.DBPath, cfg.BusyTimeout)}
+	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: openWriteLock(cfg.DBPath, cfg.BusyTimeout),
+		goneEvery: goneCheckEvery}
+	q.goneAt.Store(time.Now().UnixNano())
+	if q.dbFile, err = os.Stat(cfg.DBPath); err != nil {
+		q.writeMu.close()
+		db.Close()
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
 	if err := q.prepare(ctx); err != nil {
 		q.writeMu.close()
 		db.Close()
@@ -260,12 +307,14 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 // database file. SQLite's default is 1000, which puts a checkpoint, with its
 // fsync, inside one producer's commit every few hundred tasks: a quarter of
 // single-transaction enqueue time and most of the pickup latency tail. The
-// daemon checkpoints in the background instead (see RunCheckpoints), so the
-// log never grows this large while it runs; the threshold only bounds the
-// log (about 400 MiB) when no daemon does, for example while producers run
+// daemon checkpoints in the background instead and rewinds the log once it
+// passes TruncateLogBytes (see RunCheckpoints), so that while it runs the
+// log stays within a few times that; the threshold only bounds the log
+// (about 400 MiB) when no daemon does, for example while producers run
 // with the daemon stopped. Even then a producer checkpoints rarely: one that
 // does so every few thousand pages spends a fifth of its time on it. After a
-// checkpoint the log file is cut back to JournalSizeLimit.
+// checkpoint the log file is cut back to JournalSizeLimit, and a daemon
+// starting truncates it (see TruncateCheckpoint).
 const AutoCheckpointPages = 100000
 
 // JournalSizeLimit is what the write-ahead log file is cut back to, in
@@ -354,10 +403,113 @@ func (q *Queue) Checkpoint(ctx context.Context) (logPages, checkpointed int, err
 	return logPages, checkpointed, nil
 }
 
+// TruncateLogBytes is the size of the write-ahead log file past which the
+// daemon's checkpoint service rewinds the log in the writers' turn (see
+// RunCheckpoints): 4 MiB, under a tenth of a second of single-task
+// enqueues at 5,000/s (each commit adds three pages or so). The file itself
+// is cut to zero bytes only past half of JournalSizeLimit or after a
+// failure; otherwise the next commits reuse its space.
+const TruncateLogBytes = 4 << 20
+
+// truncateWait bounds how long a truncating checkpoint, which holds the
+// writers' turn, waits for readers of the log to finish. A reader is done
+// in well under a millisecond; one that is not makes the checkpoint give
+// up for this time and try again at the next interval.
+const truncateWait = 20 * time.Millisecond
+
+// TruncateCheckpoint checkpoints the whole write-ahead log and truncates
+// the log file to zero bytes, giving its disk space back. It takes the
+// writers' turn for the while, so that it neither waits in SQLite's busy
+// handler for a writer nor lets one add to the log meanwhile: producers
+// wait for it as for any other write. After a PASSIVE Checkpoint has
+// copied most of the log that is a millisecond or so; on a large log not
+// checkpointed yet it is as long as copying it takes. It waits at most
+// truncateWait for readers, then reports false: the log was not emptied
+// this time (nothing is lost; try again later).
+func (q *Queue) TruncateCheckpoint(ctx context.Context) (truncated bool, err error) {
+	return q.lockedCheckpoint(ctx, "TRUNCATE")
+}
+
+// lockedCheckpoint runs a RESTART or TRUNCATE checkpoint in the writers'
+// turn, waiting at most truncateWait for readers, and reports whether the
+// log was emptied.
+func (q *Queue) lockedCheckpoint(ctx context.Context, mode string) (bool, error) {
+	conn, err := q.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	defer conn.Close()
+	// The pool's connections wait BusyTimeout; this one, for this
+	// statement, only truncateWait.
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", truncateWait.Milliseconds())); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	defer func() {
+		_, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", q.cfg.BusyTimeout.Milliseconds()))
+		if rerr != nil {
+			// Never hand a connection with the short timeout back to
+			// the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	var busy, logPages, checkpointed int
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	start := time.Now()
+	err = conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &logPages, &checkpointed)
+	q.writeMu.Unlock()
+	q.log.Debug("write-ahead log checkpointed in the writers' turn", "mode", mode, "held", time.Since(start),
+		"emptied", busy == 0)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", dbError(err))
+	}
+	return busy == 0, nil
+}
+
+// ReclaimSpace gives back the disk space the write-ahead log takes, with a
+// TruncateCheckpoint, and fails if it could not: the daemon calls it
+// after a write failed with ErrFull, before it writes again, so that its
+// own writes do not use up space just freed before the log is truncated.
+func (q *Queue) ReclaimSpace(ctx context.Context) error {
+	ok, err := q.TruncateCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("reclaim disk space: %w", err)
+	}
+	if !ok {
+		return errors.New("reclaim disk space: the write-ahead log is in use by a reader; will try again")
+	}
+	return nil
+}
+
 // RunCheckpoints checkpoints every interval until ctx ends, keeping the
 // write-ahead log short and checkpoints out of producers' commits; the
 // daemon runs it as a service. Failures are logged and retried at the next
 // interval. It returns nil when ctx ends.
+//
+// Each look is a PASSIVE checkpoint, which waits for no one; once the log
+// file has grown past TruncateLogBytes, or after a checkpoint failed, a
+// TruncateCheckpoint follows it. PASSIVE alone does not bound the log
+// under sustained writes: it copies the log up to the last commit before
+// it started, but SQLite only rewinds the log to its start when a writer
+// begins while every frame has been copied and no reader is using the log.
+// At thousands of commits a second one always lands while the checkpoint
+// runs (the daemon's own claims are commits too), so the next writer finds
+// the log not fully copied and appends to it; the log grows without end,
+// each checkpoint takes longer as it does, making a commit during it ever
+// more certain, until it reaches AutoCheckpointPages and producers' commits
+// checkpoint it themselves (100-340 ms each, over and over), and the first
+// commit after the log is finally rewound pays for cutting the file back to
+// JournalSizeLimit (about 60 ms). Readers holding an old snapshot would
+// stop it too, but the daemon's reads are single statements, done in well
+// under a millisecond: the writers are what PASSIVE cannot get ahead of.
+//
+// Truncating also gives the log's disk space back, which is how a daemon
+// on a file system that filled up recovers once a little space is freed:
+// the checkpoint needs room only for the pages it adds to the database
+// file, and then the whole log file is free again. A checkpoint that
+// failed is therefore retried at every interval, whether or not anything
+// was written since (on a full disk, nothing can be).
 func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) error {
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -365,7 +517,8 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 	// An idle database is left alone: the log file's size and time only
 	// change when something was written. While nothing is, the look is
 	// made less and less often, up to once a second, so that an idle daemon
-	// costs nothing; the first write brings it back to interval.
+	// costs nothing; the first write brings it back to interval. Only a
+	// look that left the log fully checkpointed counts as the last.
 	var last os.FileInfo
 	wait := interval
 	for {
@@ -375,15 +528,16 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 		case <-t.C:
 		}
 		fi, err := os.Stat(q.cfg.DBPath + "-wal")
-		if err == nil && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
+		if err == nil && !failing && last != nil && fi.Size() == last.Size() && fi.ModTime().Equal(last.ModTime()) {
 			wait = min(2*wait, max(interval, time.Second))
 			t.Reset(wait)
 			continue
 		}
 		wait = interval
 		t.Reset(wait)
-		last = fi
-		if _, _, err := q.Checkpoint(ctx); err != nil {
+		last = nil
+		done, err := q.checkpointOnce(ctx, fi, failing)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -393,8 +547,47 @@ func (q *Queue) RunCheckpoints(ctx context.Context, interval time.Duration) erro
 			failing = true
 			continue
 		}
+		if failing {
+			q.log.Info("checkpointing the write-ahead log works again")
+		}
 		failing = false
+		if done {
+			// Stat again: a truncation changed the file.
+			if fi, err := os.Stat(q.cfg.DBPath + "-wal"); err == nil {
+				last = fi
+			}
+		}
 	}
+}
+
+// checkpointOnce is one look of RunCheckpoints at the log, whose file fi
+// describes (nil if it could not be read). It reports whether the log is
+// now fully checkpointed. A RESTART checkpoint, in the writers' turn, is
+// the cheap way to rewind the log: it lets the next commit write from the
+// file's start, reusing its space. The file is truncated instead after a
+// failure (to give the space back) or when it is so large that the next
+// commit would pay for cutting it back to JournalSizeLimit.
+func (q *Queue) checkpointOnce(ctx context.Context, fi os.FileInfo, failed bool) (done bool, err error) {
+	logPages, checkpointed, err := q.Checkpoint(ctx)
+	if err != nil {
+		return false, err
+	}
+	if failed {
+		return q.lockedCheckpoint(ctx, "TRUNCATE")
+	}
+	if fi == nil || fi.Size() < TruncateLogBytes {
+		return checkpointed == logPages, nil
+	}
+	// Commits made while the first pass ran are copied by a second, so
+	// that the pass in the writers' turn has only a few to copy.
+	if _, _, err := q.Checkpoint(ctx); err != nil {
+		return false, err
+	}
+	mode := "RESTART"
+	if fi.Size() > JournalSizeLimit/2 {
+		mode = "TRUNCATE"
+	}
+	return q.lockedCheckpoint(ctx, mode)
 }
 
 // Close closes the database. Tasks already enqueued stay queued.
@@ -415,6 +608,79 @@ func (q *Queue) DB() *sql.DB { return q.db }
 // Config returns the queue's configuration with defaults filled in.
 func (q *Queue) Config() Config { return q.cfg }
 
+// checkGone fails with ErrDatabaseGone once the file at DBPath is no
+// longer the database opened: it was removed, or replaced. It looks at
+// most every goneEvery, so that a write costs one clock read.
+func (q *Queue) checkGone(now time.Time) error {
+	if q.gone.Load() {
+		return q.goneErr()
+	}
+	ns := now.UnixNano()
+	if at := q.goneAt.Load(); ns-at < int64(q.goneEvery) || !q.goneAt.CompareAndSwap(at, ns) {
+		return nil
+	}
+	fi, err := os.Stat(q.cfg.DBPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return nil // cannot tell (permissions?): SQLite will say if it cannot write
+	}
+	if err == nil && os.SameFile(fi, q.dbFile) {
+		return nil
+	}
+	q.gone.Store(true)
+	return q.goneErr()
+}
+
+func (q *Queue) goneErr() error {
+	return fmt.Errorf("%w: the database file %s was removed or replaced since the queue was opened (data directory deleted?); nothing was written, reopen the queue", ErrDatabaseGone, q.cfg.DBPath)
+}
+
+// turn takes the write turn for one autocommit write, first checking that
+// the queue is open and its database still there. It returns the context
+// the write's statements run with: ctx, or, when taking the turn took
+// time, ctx ending at the deadline that makes BusyTimeout the total wait.
+// The caller must call endTurn with the cancel function (nil or not).
+func (q *Queue) turn(ctx context.Context, now time.Time) (context.Context, context.CancelFunc, error) {
+	if q.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	if err := q.checkGone(now); err != nil {
+		return nil, nil, err
+	}
+	deadline, err := q.writeMu.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if deadline.IsZero() {
+		return ctx, nil, nil
+	}
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	return sctx, cancel, nil
+}
+
+// endTurn gives the turn taken with turn up.
+func (q *Queue) endTurn(cancel context.CancelFunc) {
+	q.writeMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// writeErr is dbError for a statement run with turn's context sctx, to
+// be called before endTurn: the end of the busy timeout, not the caller's
+// context, is ErrBusy.
+func (q *Queue) writeErr(ctx, sctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+		return q.busyTimedOut(err)
+	}
+	return dbError(err)
+}
+
+// busyTimedOut says that a write that waited for its turn ran out of the
+// busy timeout in the database.
+func (q *Queue) busyTimedOut(err error) error {
+	return fmt.Errorf("%w (waited the busy timeout, %v, for other writers and the database's write lock; retry, or find the long transaction): %w", ErrBusy, q.cfg.BusyTimeout, err)
+}
+
 // encode turns args into the JSON the daemon will decode, and, with a
 // Registry configured, checks that the daemon's handler would accept it.
 func (q *Queue) encode(task string, args any) ([]byte, error) {
@@ -434,6 +700,9 @@ func (q *Queue) encode(task string, args any) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enqueue %s: encode arguments: %w", task, err)
 		}
+	}
+	if len(b) > q.cfg.MaxArgsSize {
+		return nil, fmt.Errorf("enqueue %s: %w: %d bytes encoded, the limit (MaxArgsSize) is %d", task, ErrArgsTooLarge, len(b), q.cfg.MaxArgsSize)
 	}
 	if q.cfg.Registry != nil {
 		if err := q.cfg.Registry.Check(task, b); err != nil {
@@ -594,7 +863,8 @@ func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, erro
 // written as such and the daemon is woken all the same, to learn the new
 // earliest due time.
 func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts registry.Options) (registry.Result, error) {
-	r, err := q.newRow(task, args, opts, time.Now())
+	now := time.Now()
+	r, err := q.newRow(task, args, opts, now)
 	if err != nil {
 		return registry.Result{}, err
 	}
@@ -610,20 +880,31 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 	}
 	var res registry.Result
 	if r.key == "" {
-		q.writeMu.Lock()
 		// One autocommit statement: no BEGIN/COMMIT round trips, and SQLite
 		// takes the write lock (with the busy timeout) at its start.
-		res, err = write(ctx, &stmts{q: q}, &r)
-		q.writeMu.Unlock()
+		var sctx context.Context
+		var cancel context.CancelFunc
+		if sctx, cancel, err = q.turn(ctx, now); err != nil {
+			err = fmt.Errorf("enqueue %s: %w", task, err)
+		} else {
+			res, err = write(sctx, &stmts{q: q}, &r)
+			if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+				err = fmt.Errorf("enqueue %s: %w", task, q.busyTimedOut(err))
+			}
+			q.endTurn(cancel)
+		}
 	} else {
 		// The insert and, for a duplicate, the look-up of the key's holder
 		// in one transaction, so the id returned is the holder's even if
 		// the daemon claims it meanwhile.
+		var werr error
 		err = q.writeTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			res, err = write(ctx, &stmts{q: q, tx: tx}, &r)
-			return err
-		})
+			res, werr = write(ctx, &stmts{q: q, tx: tx}, &r)
+			return werr
+		}, false)
+		if err != nil && err != werr {
+			err = fmt.Errorf("enqueue %s: %w", task, err)
+		}
 	}
 	if err != nil {
 		q.release(reserved)
@@ -650,9 +931,13 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, task string, args any
 // EnqueueTx, call Notify after commit. A duplicate Key is judged against
 // the tasks tx sees, under the write lock tx holds.
 func (q *Queue) EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args any, opts registry.Options) (registry.Result, error) {
-	r, err := q.newRow(task, args, opts, time.Now())
+	now := time.Now()
+	r, err := q.newRow(task, args, opts, now)
 	if err != nil {
 		return registry.Result{}, err
+	}
+	if err := q.checkGone(now); err != nil {
+		return registry.Result{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
 	reserved, err := q.reserve(ctx, []row{r})
 	if err != nil {
@@ -692,11 +977,14 @@ func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
 		return nil, err
 	}
 	var ids []int64
-	err = q.InTx(ctx, func(tx *sql.Tx) error {
+	err = q.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		ids, err = writeMany(ctx, tx, q, rows)
 		return err
-	})
+	}, false)
+	if err == nil {
+		q.wake()
+	}
 	if err != nil {
 		q.release(reserved)
 		return nil, err
@@ -711,6 +999,9 @@ func (q *Queue) EnqueueManyTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]in
 	rows, err := q.newRows(jobs)
 	if err != nil {
 		return nil, err
+	}
+	if err := q.checkGone(time.Now()); err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
 	}
 	reserved, err := q.reserve(ctx, rows)
 	if err != nil {
@@ -767,13 +1058,15 @@ func writeMany(ctx context.Context, tx *sql.Tx, q *Queue, rows []row) ([]int64, 
 // InTx runs fn in a transaction on the queue's database, commits if fn
 // returns nil (rolls back otherwise), and after the commit wakes the daemon.
 // Use it to enqueue tasks, with EnqueueTx on tx, together with the caller's
-// own writes. Inside fn, use only tx: the queue's own Enqueue, EnqueueMany
-// and InTx wait for this transaction and would never return.
+// own writes. The transaction holds the queue's write turn: inside fn, use
+// only tx. The queue's own writes (Enqueue, EnqueueMany, InTx, Cancel...)
+// called from fn fail at once with ErrInsideInTx; called from another
+// goroutine that fn waits for, they fail with ErrBusy after BusyTimeout.
 func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if err := q.writeTx(ctx, fn); err != nil {
+	if err := q.writeTx(ctx, fn, true); err != nil {
 		return err
 	}
 	if q.cfg.Inline {
@@ -783,14 +1076,59 @@ func (q *Queue) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// writeTx runs fn in a transaction, in turn with this process's other
-// writes, and commits if fn returns nil.
-func (q *Queue) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	q.writeMu.Lock()
+// WriteTx runs fn in a transaction, in turn with the queue's other writes
+// in this and other processes, and commits if fn returns nil (rolls back
+// otherwise). It is InTx without the wakeup, for writes that enqueue
+// nothing, such as the daemon's statistics: a transaction begun on DB
+// directly does not take turns, and a claim meeting it sleeps in SQLite's
+// busy handler. Waiting for the turn and for the database honours ctx and
+// lasts at most BusyTimeout in all. As in InTx, use only tx inside fn.
+func (q *Queue) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	return q.writeTx(ctx, fn, true)
+}
+
+// writeTx runs fn in a transaction, in turn with the queue's other
+// writes, and commits if fn returns nil. With user set fn is the caller's,
+// and a write of ours that it calls fails with ErrInsideInTx.
+func (q *Queue) writeTx(ctx context.Context, fn func(tx *sql.Tx) error, user bool) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	if err := q.checkGone(time.Now()); err != nil {
+		return err
+	}
+	deadline, err := q.writeMu.lock(ctx)
+	if err != nil {
+		return err
+	}
 	defer q.writeMu.Unlock()
-	tx, err := q.db.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	if deadline.IsZero() {
+		tx, err = q.db.BeginTx(ctx, nil)
+	} else {
+		// What is left of the busy timeout bounds BEGIN's wait for SQLite's
+		// lock, and only BEGIN's: the transaction's context must not end
+		// at the deadline, hence a timer disarmed once BEGIN returns.
+		tctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		timer := time.AfterFunc(time.Until(deadline), cancel)
+		tx, err = q.db.BeginTx(tctx, nil)
+		if !timer.Stop() && ctx.Err() == nil {
+			if err == nil {
+				tx.Rollback()
+			}
+			return fmt.Errorf("begin transaction: %w", q.busyTimedOut(context.DeadlineExceeded))
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", dbError(err))
+	}
+	if user {
+		q.writeMu.owner.Store(goid())
+		defer q.writeMu.owner.Store(0)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -898,7 +1236,9 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Task, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	q.writeMu.Lock()
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
 	defer q.writeMu.Unlock()
 	// One autocommit statement: SQLite deletes every row during the first
 	// step, buffers the RETURNING rows, and commits when the statement
@@ -1060,7 +1400,9 @@ func (q *Queue) Promote(ctx context.Context, now time.Time) (next time.Time, err
 	if due == 0 || due > unixNano(now) {
 		return unixTime(due), nil
 	}
-	q.writeMu.Lock()
+	if err := q.writeMu.Lock(ctx); err != nil {
+		return time.Time{}, fmt.Errorf("promote due tasks: %w", err)
+	}
 	_, err = q.promote.ExecContext(ctx, unixNano(now))
 	q.writeMu.Unlock()
 	if err != nil {
@@ -1147,7 +1489,7 @@ func (q *Queue) failBadRunAt(ctx context.Context) error {
 		}
 		n, err = res.RowsAffected()
 		return err
-	})
+	}, false)
 	if err != nil {
 		return fmt.Errorf("fail delayed tasks whose run_at is not an integer: %w", err)
 	}
@@ -1168,14 +1510,15 @@ func unixTime(ns int64) time.Time {
 // runs. It reports false if there was none: it was never enqueued, or it
 // has been claimed (it is running or has run) or cancelled already.
 func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
-	if q.closed.Load() {
-		return false, ErrClosed
-	}
-	q.writeMu.Lock()
-	res, err := q.db.ExecContext(ctx, `DELETE FROM snappea_tasks WHERE id = ?`, id)
-	q.writeMu.Unlock()
+	sctx, cancel, err := q.turn(ctx, time.Now())
 	if err != nil {
-		return false, fmt.Errorf("cancel task %d: %w", id, dbError(err))
+		return false, fmt.Errorf("cancel task %d: %w", id, err)
+	}
+	res, err := q.db.ExecContext(sctx, `DELETE FROM snappea_tasks WHERE id = ?`, id)
+	err = q.writeErr(ctx, sctx, err)
+	q.endTurn(cancel)
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
@@ -1191,16 +1534,19 @@ func (q *Queue) Cancel(ctx context.Context, id int64) (bool, error) {
 // Retries do not count against MaxBacklog. Whether t has attempts left is
 // the caller's decision.
 func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error) {
-	if q.closed.Load() {
-		return 0, ErrClosed
-	}
 	now := time.Now()
 	r := row{task: t.Name, args: nonNil(t.Args), created: now.UnixNano(), priority: t.Priority,
 		runAt: dueAt(registry.Options{RunAt: at}, now), attempt: max(t.Attempt, 1) + 1,
 		maxAttempts: t.MaxAttempts, timeout: t.Timeout}
-	q.writeMu.Lock()
-	res, err := write(ctx, &stmts{q: q}, &r)
-	q.writeMu.Unlock()
+	sctx, cancel, err := q.turn(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
+	}
+	res, err := write(sctx, &stmts{q: q}, &r)
+	if err != nil && ctx.Err() == nil && sctx.Err() != nil {
+		err = q.busyTimedOut(err)
+	}
+	q.endTurn(cancel)
 	if err != nil {
 		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
 	}
@@ -1275,6 +1621,8 @@ func dbError(err error) error {
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w (another process held the database's write lock past the busy timeout; retry, or find the long transaction): %w", ErrBusy, err)
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("%w (free space on the file system holding the database; a running daemon then truncates the write-ahead log and catches up): %w", ErrFull, err)
 	case sqlite3.SQLITE_READONLY:
 		return fmt.Errorf("%w (check the permissions of the database file, its -wal and -shm files and its directory): %w", ErrReadOnly, err)
 	case sqlite3.SQLITE_CANTOPEN:

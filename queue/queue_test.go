@@ -96,6 +96,9 @@ func TestConfig_Defaults(t *testing.T) {
 	if err := (&Config{Inline: true}).setDefaults(); err == nil {
 		t.Error("Inline without Registry accepted")
 	}
+	if err := (&Config{MaxArgsSize: -1}).setDefaults(); err == nil || !strings.Contains(err.Error(), "MaxArgsSize") {
+		t.Errorf("negative MaxArgsSize: %v, want an error naming the field", err)
+	}
 }
 
 func TestQueue_EnqueueClaimFIFO(t *testing.T) {
@@ -507,5 +510,109 @@ func TestQueue_CheckpointsLeftToTheDaemon(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Errorf("RunCheckpoints = %v", err)
+	}
+}
+
+// Under a producer committing as fast as it can, the checkpoint service
+// keeps the write-ahead log bounded: PASSIVE checkpoints alone would let it
+// grow with every commit (see RunCheckpoints).
+func TestQueue_RunCheckpointsBoundsTheLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes about 100 MiB of log without the bound")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	daemon := mustOpen(t, Config{Dir: dir})
+	producer := mustOpen(t, Config{Dir: dir})
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- daemon.RunCheckpoints(rctx, 2*time.Millisecond) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("RunCheckpoints = %v", err)
+		}
+	}()
+
+	args := json.RawMessage(`{"pad": "` + strings.Repeat("x", 1000) + `"}`)
+	wal := daemon.Config().DBPath + "-wal"
+	var largest int64
+	const commits = 8000
+	for i := range commits {
+		if _, err := producer.Enqueue(ctx, "t", args); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			if fi, err := os.Stat(wal); err == nil {
+				largest = max(largest, fi.Size())
+			}
+		}
+	}
+	// Without the bound the log holds every commit, three pages and more
+	// each: about 100 MiB.
+	if limit := int64(8 * TruncateLogBytes); largest > limit {
+		t.Errorf("the write-ahead log reached %d MiB over %d commits, want at most %d MiB", largest>>20, commits, limit>>20)
+	}
+}
+
+func TestQueue_TruncateCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, Config{})
+	wal := q.Config().DBPath + "-wal"
+	for range 20 {
+		if _, err := q.Enqueue(ctx, "t", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reader in the middle of a transaction, on an older snapshot than
+	// the log's end, holds the log: the checkpoint gives up after a
+	// bounded wait, and says so.
+	reader, err := q.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	var n int
+	if _, err := reader.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.QueryRowContext(ctx, "SELECT count(*) FROM snappea_tasks").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, "t", nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ok, err := q.TruncateCheckpoint(ctx)
+	if err != nil || ok {
+		t.Errorf("TruncateCheckpoint with a reader on an old snapshot = %v, %v; want false, nil", ok, err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("TruncateCheckpoint waited %v for the reader, want about %v", waited, truncateWait)
+	}
+	if _, err := reader.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+
+	ok, err = q.TruncateCheckpoint(ctx)
+	if err != nil || !ok {
+		t.Fatalf("TruncateCheckpoint = %v, %v; want true, nil", ok, err)
+	}
+	if fi, err := os.Stat(wal); err != nil {
+		t.Error(err)
+	} else if fi.Size() != 0 {
+		t.Errorf("the write-ahead log after TruncateCheckpoint is %d bytes, want 0", fi.Size())
+	}
+	// The pool's connections keep their busy timeout.
+	var ms int
+	if err := q.DB().QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if want := int(q.Config().BusyTimeout.Milliseconds()); ms != want {
+		t.Errorf("busy_timeout after TruncateCheckpoint = %d ms, want %d", ms, want)
+	}
+	ts := mustClaim(t, q, 100)
+	if len(ts) != 21 {
+		t.Errorf("claimed %d tasks after the checkpoints, want 21", len(ts))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/snappea/snappea/migrations"
 	"golang.org/x/sys/unix"
@@ -63,7 +64,13 @@ func OpenReadOnly(ctx context.Context, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("database %s is at schema version %d, this snappea reads %d: a user who may write it upgrades it with 'snappea migrate'",
 			path, version, latest)
 	}
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: &writeLock{}}
+	// Writes go to SQLite, which refuses them (query_only): ErrReadOnly.
+	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: newWriteLock(cfg.BusyTimeout), goneEvery: goneCheckEvery}
+	q.goneAt.Store(time.Now().UnixNano())
+	if q.dbFile, err = os.Stat(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s read-only: %w", path, err)
+	}
 	if err := q.prepare(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s read-only: %w", path, err)

@@ -401,7 +401,8 @@ func (s *Scheduler) sync(ctx context.Context, entries []*entry) error {
 	next := make([]time.Time, len(entries))
 	was := make([]string, len(entries)) // the stored spec, if it changed
 	added := make([]bool, len(entries))
-	err := s.q.InTx(ctx, func(tx *sql.Tx) error {
+	// WriteTx: the writers' turn, and no wakeup (nothing is enqueued).
+	err := s.q.WriteTx(ctx, func(tx *sql.Tx) error {
 		rows, _, err := readRows(ctx, tx)
 		if err != nil {
 			return err

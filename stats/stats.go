@@ -43,6 +43,11 @@ type Config struct {
 	// once per write, and its answer stored for the minute being written.
 	// A failure is logged and that minute has no sample. Optional.
 	Backlog func(ctx context.Context) (int64, error)
+	// WriteTx, if set, runs each write's transaction in place of a
+	// transaction begun on DB, so that the write takes its turn with the
+	// queue's other writers (queue.Queue.WriteTx) instead of meeting a
+	// claim in SQLite's busy handler. Optional: default DB.BeginTx.
+	WriteTx func(ctx context.Context, fn func(tx *sql.Tx) error) error
 	// Logger receives write failures at warn. Default slog.Default().
 	Logger *slog.Logger
 	// StopFlushTimeout bounds the final flush when Run's context ends, also
@@ -420,6 +425,9 @@ func (r *Recorder) write(ctx context.Context, all bool) error {
 }
 
 func (r *Recorder) store(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if r.cfg.WriteTx != nil {
+		return r.cfg.WriteTx(ctx, fn)
+	}
 	tx, err := r.cfg.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return err

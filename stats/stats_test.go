@@ -647,3 +647,28 @@ func TestRecorder_Run_FinalFlushBoundedWhileLocked(t *testing.T) {
 		t.Errorf("Unwritten = %d rows, %d tasks; want 1, 1", rows, tasks)
 	}
 }
+
+// With WriteTx set, every write runs through it: the daemon passes the
+// queue's, so that statistics take their turn with the other writers.
+func TestRecorder_WriteTx(t *testing.T) {
+	ctx := context.Background()
+	q, err := queue.Open(ctx, queue.Config{Dir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	calls := 0
+	clk := newClock(noon.Add(10 * time.Second))
+	r := mustNew(t, Config{DB: q.DB(), Now: clk.Now, WriteTx: func(ctx context.Context, fn func(*sql.Tx) error) error {
+		calls++
+		return q.WriteTx(ctx, fn)
+	}})
+	finish(r, "a", foreman.Done, 10*time.Millisecond)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("WriteTx called %d times by Flush, want 1", calls)
+	}
+	checkRows(t, mustRead(t, q.DB(), time.Time{}), []Row{row(noon, "a", 1, 0, 10*time.Millisecond, 10*time.Millisecond, -1)})
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -472,4 +473,28 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// Started on a directory where no daemon ever ran (a wrong -dir), the web
+// server refuses to create a queue of its own.
+func TestWebapp_NoDatabase(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	web := start(t, "webapp-web", "-addr", "127.0.0.1:0", "-dir", data, "-media", filepath.Join(t.TempDir(), "media"))
+	select {
+	case <-web.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("webapp-web on a directory without a database still runs after 30s")
+	}
+	if web.cmd.ProcessState.ExitCode() == 0 {
+		t.Error("webapp-web exited 0")
+	}
+	out := strings.Join(web.output(), "\n")
+	for _, want := range []string{"no queue database", data, "daemon creates it"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q lacks %q", out, want)
+		}
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("webapp-web created %s (%v)", data, err)
+	}
 }

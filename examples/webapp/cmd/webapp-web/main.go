@@ -87,6 +87,9 @@ func run() error {
 	// One Queue for the whole process: it is safe for concurrent use and
 	// holds the database's connection pool.
 	qcfg.Registry, qcfg.Logger = tasks.Registry, log
+	// The daemon creates the database: a web server that created its own
+	// (a wrong -dir) would queue tasks no daemon ever runs.
+	qcfg.MustExist = true
 	q, err := queue.Open(ctx, qcfg)
 	if err != nil {
 		return fmt.Errorf("open queue: %w", err)
