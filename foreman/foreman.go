@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/registry"
 )
 
@@ -23,7 +23,7 @@ import (
 // the delayed tasks due at or before now ready and returns when the next
 // one is due (the zero time when none is waiting).
 type Source interface {
-	Claim(ctx context.Context, n int) ([]queue.Task, error)
+	Claim(ctx context.Context, n int) ([]snappea.Task, error)
 	Promote(ctx context.Context, now time.Time) (next time.Time, err error)
 }
 
@@ -58,22 +58,22 @@ type Runner interface {
 // error, from the goroutine where it happened; a panic's error is a
 // *PanicError carrying the stack.
 type Reporter interface {
-	Report(err error, task *queue.Task)
+	Report(err error, task *snappea.Task)
 }
 
 // Store keeps what becomes of failed tasks; *queue.Queue is one. Retry
 // enqueues a task again as a new row with its attempt number increased, due
 // at at; Fail records a task that failed for good.
 type Store interface {
-	Retry(ctx context.Context, t *queue.Task, at time.Time) (int64, error)
-	Fail(ctx context.Context, t *queue.Task, cause error) error
+	Retry(ctx context.Context, t *snappea.Task, at time.Time) (int64, error)
+	Fail(ctx context.Context, t *snappea.Task, cause error) error
 }
 
 // Observer is told of every finished task, from the task's goroutine, once
 // its outcome is known; stats and metrics are observers. It runs on the hot
 // path, so it must return quickly and never block.
 type Observer interface {
-	Finished(t *queue.Task, o Outcome, d time.Duration)
+	Finished(t *snappea.Task, o Outcome, d time.Duration)
 }
 
 // MaxWorkers is the largest pool a Foreman runs: Config.Workers and
@@ -608,7 +608,7 @@ func (f *Foreman) Run(ctx context.Context) error {
 		f.log.Error("claiming tasks failed; will retry", "err", err, "retry_in", retryDelay)
 		f.report(err, nil)
 		retry = time.After(retryDelay)
-		if reclaimer != nil && errors.Is(err, queue.ErrFull) {
+		if reclaimer != nil && errors.Is(err, snappea.ErrFull) {
 			reclaim = true
 		}
 	}
@@ -797,7 +797,7 @@ func (f *Foreman) collect() int {
 	}
 }
 
-func (f *Foreman) report(err error, t *queue.Task) {
+func (f *Foreman) report(err error, t *snappea.Task) {
 	if f.cfg.Reporter != nil {
 		f.cfg.Reporter.Report(err, t)
 	}
@@ -806,7 +806,7 @@ func (f *Foreman) report(err error, t *queue.Task) {
 // run runs one claimed task in its own goroutine, logs and reports how it
 // ended, retries or records it if it failed, and hands the outcome to the
 // loop.
-func (f *Foreman) run(t queue.Task) {
+func (f *Foreman) run(t snappea.Task) {
 	if t.Err != nil {
 		f.discardRow(&t)
 		return
@@ -892,10 +892,10 @@ func (f *Foreman) run(t queue.Task) {
 }
 
 // discardRow ends a claimed row that cannot be run as a task (t.Err, see
-// queue.Task): it is never started, and is logged, recorded as failed and
+// snappea.Task): it is never started, and is logged, recorded as failed and
 // reported like a task whose arguments do not decode. Retries are not
 // tried: the row would be as bad again.
-func (f *Foreman) discardRow(t *queue.Task) {
+func (f *Foreman) discardRow(t *snappea.Task) {
 	t.Attempt = max(t.Attempt, 1)
 	if f.log.Enabled(context.Background(), slog.LevelDebug) {
 		f.log.Debug("task done", "task", t.Name, "task_id", t.ID, "duration", time.Duration(0), "outcome", Discarded.String())
@@ -911,7 +911,7 @@ func (f *Foreman) discardRow(t *queue.Task) {
 // a failed attempt with attempts left is enqueued again after a backoff;
 // a task that failed for good is recorded and reported. A stop or a cancel
 // is neither: it is expected, like a crash it loses the attempt.
-func (f *Foreman) settle(t *queue.Task, o Outcome, err error, d time.Duration) {
+func (f *Foreman) settle(t *snappea.Task, o Outcome, err error, d time.Duration) {
 	attrs := []any{"task", t.Name, "task_id", t.ID, "duration", d, "err", err}
 	if t.MaxAttempts > 1 {
 		attrs = append(attrs, "attempt", t.Attempt, "max_attempts", t.MaxAttempts)
@@ -973,7 +973,7 @@ func (f *Foreman) backoff(attempt int) time.Duration {
 
 // call runs the handler, turning a panic into a *PanicError so that one bad
 // task never takes the daemon down.
-func (f *Foreman) call(ctx context.Context, t *queue.Task) (err error) {
+func (f *Foreman) call(ctx context.Context, t *snappea.Task) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r)

@@ -254,28 +254,7 @@ func panicFrames(ev sentrytest.Event) bool {
 }
 
 func TestReadOnlyDatabase(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it runs snappea as user nobody against files root owns")
-	}
-	base := worldReadableDir(t)
-	nobodyBin := filepath.Join(base, "snappea")
-	copyFile(t, bin, nobodyBin, 0o755)
-	asNobody := func(cmd *exec.Cmd) {
-		cmd.Path = nobodyBin
-		cmd.Args[0] = nobodyBin
-		cmd.Dir = base
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-
-	dir := filepath.Join(base, "data")
-	mustSnappea(t, "migrate", "--dir", dir)
-	db := filepath.Join(dir, "snappea.db")
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(db, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	asNobody, dir, db := nobodyReadsAQueue(t)
 
 	r := snappeaWith(t, asNobody, "enqueue", "--dir", dir, "snappea.noop")
 	if r.code != 1 {
@@ -303,6 +282,36 @@ func TestReadOnlyDatabase(t *testing.T) {
 			t.Errorf("run as nobody: message %q does not mention %q", r.stderr, want)
 		}
 	}
+}
+
+// nobodyReadsAQueue makes a migrated queue that root owns and user nobody
+// may read but not write, in a directory nobody can reach, and returns how
+// to run snappea as nobody (a copy of the binary nobody may run), the data
+// directory and the database. It skips the test when not run as root.
+func nobodyReadsAQueue(t *testing.T) (asNobody func(*exec.Cmd), dir, db string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it runs snappea as user nobody against files root owns")
+	}
+	base := worldReadableDir(t)
+	nobodyBin := filepath.Join(base, "snappea")
+	copyFile(t, bin, nobodyBin, 0o755)
+	asNobody = func(cmd *exec.Cmd) {
+		cmd.Path = nobodyBin
+		cmd.Args[0] = nobodyBin
+		cmd.Dir = base
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	dir = filepath.Join(base, "data")
+	mustSnappea(t, "migrate", "--dir", dir)
+	db = filepath.Join(dir, "snappea.db")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(db, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return asNobody, dir, db
 }
 
 // worldReadableDir returns a new directory that every user may read and

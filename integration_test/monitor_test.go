@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -17,27 +15,7 @@ import (
 // daemon runs, and the exact reason when it cannot read it; it never
 // changes anything.
 func TestStatus_AsAUserWhoMayOnlyRead(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it runs snappea as user nobody against files root owns")
-	}
-	base := worldReadableDir(t)
-	nobodyBin := filepath.Join(base, "snappea")
-	copyFile(t, bin, nobodyBin, 0o755)
-	asNobody := func(cmd *exec.Cmd) {
-		cmd.Path = nobodyBin
-		cmd.Args[0] = nobodyBin
-		cmd.Dir = base
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-	dir := filepath.Join(base, "data")
-	mustSnappea(t, "migrate", "--dir", dir)
-	db := filepath.Join(dir, "snappea.db")
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(db, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	asNobody, dir, db := nobodyReadsAQueue(t)
 	mustSnappea(t, "enqueue", "--dir", dir, "--count", "3", "--delay", "1h", "snappea.noop")
 	listing := func() []string {
 		t.Helper()

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/foreman"
-	"github.com/snappea/snappea/queue"
 )
 
 // durationBuckets are the upper bounds, in seconds, of the
@@ -164,7 +164,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Finished counts a finished task and observes its run time. It implements
 // foreman.Observer: a lock-free map lookup and two atomic updates once the
 // task name has been seen.
-func (m *Metrics) Finished(t *queue.Task, o foreman.Outcome, d time.Duration) {
+func (m *Metrics) Finished(t *snappea.Task, o foreman.Outcome, d time.Duration) {
 	s := m.series(t.Name)
 	if o >= 0 && int(o) < len(s.finished) {
 		s.finished[o].Inc()

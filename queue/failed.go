@@ -6,21 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/snappea/snappea"
 )
 
-// Failure is a task that failed its last attempt, as Fail recorded it.
-type Failure struct {
-	ID          int64         // the failure record's own id
-	TaskID      int64         // the id of the task's last attempt
-	Task        string        // the task name
-	Args        []byte        // the task's arguments, JSON
-	Error       string        // the last attempt's error
-	Attempts    int           // attempts made
-	FailedAt    time.Time     // when Fail recorded it
-	Priority    int           // the task's options, for a retry
-	MaxAttempts int           //
-	Timeout     time.Duration //
-}
+// Failure is a task that failed its last attempt, as Fail recorded it:
+// the domain's.
+type Failure = snappea.Failure
 
 const failureColumns = `id, task_id, task, args, error, attempts, failed_at, priority, max_attempts, timeout_ns`
 

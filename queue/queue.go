@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/migrations"
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/wakeup"
@@ -34,29 +35,30 @@ const (
 	WakeupDirName = "wakeup"
 )
 
-// Sentinel errors callers may branch on with errors.Is.
+// Sentinel errors callers may branch on with errors.Is. Those of the
+// domain are the root package's, named here too.
 var (
 	// ErrBusy: the database stayed locked by another connection for longer
 	// than Config.BusyTimeout. Nothing was written; retrying later is safe.
-	ErrBusy = errors.New("database is busy")
+	ErrBusy = snappea.ErrBusy
 	// ErrReadOnly: the database file or its directory cannot be written.
-	ErrReadOnly = errors.New("database is read-only")
+	ErrReadOnly = snappea.ErrReadOnly
 	// ErrFull: the file system holding the database is full. Nothing was
 	// written; retrying once space is freed is safe.
-	ErrFull = errors.New("disk is full")
+	ErrFull = snappea.ErrFull
 	// ErrClosed: the Queue was closed.
-	ErrClosed = errors.New("queue is closed")
+	ErrClosed = snappea.ErrClosed
 	// ErrBacklogFull: more tasks are waiting for the daemon than
 	// Config.MaxBacklog allows. Nothing was written. The daemon is behind
 	// or stopped: shed load (or retry later), or raise the limit.
-	ErrBacklogFull = errors.New("queue backlog is full: the daemon is behind or stopped; shed load or retry later, or raise the limit (MaxBacklog)")
+	ErrBacklogFull = snappea.ErrBacklogFull
 	// ErrNotFound: no failed task has the id asked for.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = snappea.ErrNotFound
 	// ErrBadRow: a claimed row cannot be run as a task (see Task.Err): a
 	// column of the wrong type, or arguments over Config.MaxArgsSize. The
 	// error says which column and what type it should have, never the
 	// value.
-	ErrBadRow = errors.New("bad task row")
+	ErrBadRow = snappea.ErrBadRow
 	// ErrNoDatabase: Config.MustExist is set and the database file does
 	// not exist.
 	ErrNoDatabase = errors.New("no queue database")
@@ -178,22 +180,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Task is a claimed task, handed to the daemon to run.
-type Task struct {
-	ID          int64         // unique for the life of the database
-	Name        string        // the registered task name
-	Args        []byte        // JSON, as the producer encoded it
-	EnqueuedAt  time.Time     // when the producer enqueued this attempt
-	Priority    int           // higher was claimed first
-	Attempt     int           // 1 for the first run, 2 for the first retry, ...
-	MaxAttempts int           // total attempts allowed; 0 or 1: no retries
-	Timeout     time.Duration // the handler's deadline; 0: none
-	Key         string        // the unique key it was enqueued with, if any; free again once claimed
-	// Err, if set, says why the claimed row cannot be run (it matches
-	// ErrBadRow): fail the task, do not run it. The fields that could be
-	// read are set, for the failure record.
-	Err error
-}
+// Task is a claimed task, handed to the daemon to run: the domain's.
+type Task = snappea.Task
 
 // Job is one task to enqueue with EnqueueMany.
 type Job struct {
@@ -1563,16 +1551,8 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// Stats is a snapshot of the queue.
-type Stats struct {
-	Pending       int64         // tasks queued and not yet claimed: Ready + Delayed
-	Ready         int64         // tasks that may be claimed now
-	Delayed       int64         // tasks waiting for their time (some may be due, awaiting Promote)
-	NextDue       time.Time     // when the earliest delayed task is due; zero when none
-	OldestAge     time.Duration // how long the oldest ready task has waited since enqueued; 0 when none
-	OldestID      int64         // its id; 0 when none
-	SchemaVersion int
-}
+// Stats is a snapshot of the queue: the domain's QueueStats.
+type Stats = snappea.QueueStats
 
 // Stats counts the pending tasks and the age of the oldest ready one. The
 // age of a task that was delayed counts from its enqueue, its delay

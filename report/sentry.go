@@ -16,8 +16,8 @@ import (
 
 	"github.com/getsentry/sentry-go"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/foreman"
-	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 )
 
@@ -159,7 +159,7 @@ func releaseFrom(info *debug.BuildInfo) string {
 // Report sends one event for err, queued for sentry-go's HTTP transport:
 // it does not wait for the network. task is the task that failed, or nil
 // for an error of the daemon's loop. A nil err is ignored.
-func (s *Sentry) Report(err error, task *queue.Task) {
+func (s *Sentry) Report(err error, task *snappea.Task) {
 	if err == nil {
 		return
 	}

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/foreman"
-	"github.com/snappea/snappea/queue"
 )
 
 // DefaultRetention is how long rows are kept when Config.Retention is 0.
@@ -193,7 +193,7 @@ func IsFailure(o foreman.Outcome) bool {
 // implements foreman.Observer: a lock, a clock reading and a map update,
 // without allocating for a task name that also finished in the minute
 // before.
-func (r *Recorder) Finished(t *queue.Task, o foreman.Outcome, d time.Duration) {
+func (r *Recorder) Finished(t *snappea.Task, o foreman.Outcome, d time.Duration) {
 	var failed int64
 	if IsFailure(o) {
 		failed = 1
