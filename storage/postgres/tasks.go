@@ -1,0 +1,354 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/snappea/snappea"
+	"github.com/snappea/snappea/storage"
+)
+
+// unixNano is t.UnixNano, 0 for the zero time, pinned to the int64 range
+// (years 1678 to 2262) where that is undefined.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// unixTime is time.Unix(0, ns), but the zero time for 0.
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (b *Backend) on(tx *sql.Tx) execer {
+	if tx != nil {
+		return tx
+	}
+	return b.db
+}
+
+// Insert writes rows in one statement, all or none, and notifies the
+// daemons in it: the notification is delivered when the rows commit (at
+// once without tx, at the caller's commit in tx), so Wake is not needed.
+// A duplicate key (held by a pending task, or by an earlier row of the
+// same call) writes nothing for that row and reports the holder.
+func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	n := len(rows)
+	var out []storage.Inserted
+	var err error
+	if n == 1 {
+		out, err = b.insertOne(ctx, tx, &rows[0])
+	} else {
+		out, err = b.insertMany(ctx, tx, rows)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %d task(s): %w", n, b.err(err))
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("enqueue %d task(s): the database returned %d results", n, len(out))
+	}
+	// A holder not seen by the statement's snapshot: an earlier row of
+	// this batch, or a task committed by another producer while this
+	// statement ran.
+	for i := range out {
+		if !out[i].Duplicate || out[i].ID != 0 {
+			continue
+		}
+		for j := range i {
+			if !out[j].Duplicate && rows[j].Key == rows[i].Key {
+				out[i].ID = out[j].ID
+				break
+			}
+		}
+		if out[i].ID != 0 {
+			continue
+		}
+		err := b.on(tx).QueryRowContext(ctx, b.q.keyHolder, rows[i].Key).Scan(&out[i].ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("enqueue %s: find the task holding its key: %w", rows[i].Task, b.err(err))
+		}
+		// ErrNoRows: the holder was claimed meanwhile; the row was a
+		// duplicate when written, and its id stays 0.
+	}
+	return out, nil
+}
+
+// Claim deletes up to n ready tasks, by priority then id, in one
+// statement, and returns them in that order. FOR UPDATE SKIP LOCKED lets
+// any number of daemons claim at once: each row is deleted by exactly one
+// of them, and a claim never waits for another's.
+func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rs, err := b.db.QueryContext(ctx, b.q.claim, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+	}
+	tasks := make([]snappea.Task, 0, min(n, 256))
+	for rs.Next() {
+		var (
+			t                snappea.Task
+			created, timeout int64
+			key              sql.NullString
+		)
+		if err := rs.Scan(&t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
+			&timeout, &key); err != nil {
+			// The columns' types are the table's own, so this is not
+			// expected; the row is deleted, so it is handed out as a bad one
+			// rather than lost without a word.
+			t.Err = fmt.Errorf("%w: the row could not be read", snappea.ErrBadRow)
+		}
+		t.EnqueuedAt, t.Timeout, t.Key = time.Unix(0, created), time.Duration(timeout), key.String
+		if t.Err == nil && len(t.Args) > b.cfg.MaxArgsSize {
+			t.Err = fmt.Errorf("%w: arguments are %d bytes, over the limit of %d (MaxArgsSize)",
+				snappea.ErrBadRow, len(t.Args), b.cfg.MaxArgsSize)
+		}
+		tasks = append(tasks, t)
+	}
+	if err := rs.Err(); err != nil {
+		// The statement failed, so it rolled back: nothing was deleted.
+		rs.Close()
+		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+	}
+	if err := rs.Close(); err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+	}
+	b.claimed.Add(int64(len(tasks)))
+	sortClaimed(tasks)
+	return tasks, nil
+}
+
+// sortClaimed puts tasks in claim order: RETURNING gives no order.
+// Insertion sort: the rows usually come back in order already.
+func sortClaimed(ts []snappea.Task) {
+	less := func(a, b *snappea.Task) bool {
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		return a.ID < b.ID
+	}
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && less(&ts[j], &ts[j-1]); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}
+
+// Promote makes the delayed tasks due at or before now ready and returns
+// when the next one is due, in one statement.
+func (b *Backend) Promote(ctx context.Context, now time.Time) (time.Time, error) {
+	var promoted int64
+	var next sql.NullInt64
+	if err := b.db.QueryRowContext(ctx, b.q.promote, max(unixNano(now), 1)).Scan(&promoted, &next); err != nil {
+		return time.Time{}, fmt.Errorf("promote due tasks: %w", b.err(err))
+	}
+	return unixTime(next.Int64), nil
+}
+
+// Cancel deletes the pending task id.
+func (b *Backend) Cancel(ctx context.Context, id int64) (bool, error) {
+	res, err := b.db.ExecContext(ctx, b.q.cancel, id)
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, b.err(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("cancel task %d: %w", id, b.err(err))
+	}
+	return n > 0, nil
+}
+
+// RequestCancel notifies every daemon's Waker of the cancel channel with
+// id; the one running the task cancels it.
+func (b *Backend) RequestCancel(ctx context.Context, id int64) error {
+	if _, err := b.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, b.cancChan, fmt.Sprint(id)); err != nil {
+		return fmt.Errorf("request cancel of task %d: %w", id, b.err(err))
+	}
+	return nil
+}
+
+// Stats is a snapshot of the pending tasks, in one statement.
+func (b *Backend) Stats(ctx context.Context) (snappea.QueueStats, error) {
+	var s snappea.QueueStats
+	var next, oldestID, oldestAt sql.NullInt64
+	err := b.db.QueryRowContext(ctx, b.q.stats).Scan(&s.Ready, &s.Delayed, &next, &oldestID, &oldestAt, &s.SchemaVersion)
+	if err != nil {
+		return s, fmt.Errorf("read queue stats: %w", b.err(err))
+	}
+	s.Pending = s.Ready + s.Delayed
+	s.NextDue = unixTime(next.Int64)
+	s.OldestID = oldestID.Int64
+	if oldestAt.Valid {
+		s.OldestAge = max(time.Since(time.Unix(0, oldestAt.Int64)), 0)
+	}
+	return s, nil
+}
+
+// Backlog counts the tasks due at now, up to limit+1; without exact it
+// first tries the span of the pending ids (two index look-ups), an upper
+// bound since ids are never reused.
+func (b *Backend) Backlog(ctx context.Context, now time.Time, limit int64, exact bool) (int64, bool, error) {
+	if !exact {
+		var span int64
+		if err := b.db.QueryRowContext(ctx, b.q.idSpan).Scan(&span); err != nil {
+			return 0, false, fmt.Errorf("count the backlog: %w", b.err(err))
+		}
+		if span <= limit {
+			return span, false, nil
+		}
+	}
+	var n int64
+	if err := b.db.QueryRowContext(ctx, b.q.countDue, unixNano(now), limit+1).Scan(&n); err != nil {
+		return 0, false, fmt.Errorf("count the backlog: %w", b.err(err))
+	}
+	return n, true, nil
+}
+
+// Pending lists waiting tasks in the claim index's order, or its reverse,
+// reading the index in order and stopping at the limit.
+func (b *Backend) Pending(ctx context.Context, f storage.PendingFilter) ([]storage.PendingTask, error) {
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("list pending tasks: limit %d is negative", f.Limit)
+	}
+	if f.Limit == 0 {
+		f.Limit = storage.DefaultPendingLimit
+	}
+	query := `SELECT ` + b.q.pendingCols + ` FROM ` + b.q.tasks + ` WHERE true`
+	var args []any
+	if f.Delayed {
+		query += ` AND run_at > 0`
+	}
+	if f.Task != "" {
+		args = append(args, f.Task)
+		query += fmt.Sprintf(` AND task = $%d`, len(args))
+	}
+	if f.Newest {
+		query += ` ORDER BY run_at DESC, priority, id DESC`
+	} else {
+		query += ` ORDER BY run_at, priority DESC, id`
+	}
+	args = append(args, f.Limit)
+	query += fmt.Sprintf(` LIMIT $%d`, len(args))
+	rs, err := b.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
+	}
+	defer rs.Close()
+	out := []storage.PendingTask{}
+	for rs.Next() {
+		var (
+			p                storage.PendingTask
+			key              sql.NullString
+			runAt, createdAt int64
+		)
+		if err := rs.Scan(&p.ID, &p.Task, &p.Priority, &key, &runAt, &p.Attempt, &p.MaxAttempts, &createdAt); err != nil {
+			return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
+		}
+		p.Key, p.RunAt, p.EnqueuedAt = key.String, unixTime(runAt), time.Unix(0, createdAt)
+		out = append(out, p)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
+	}
+	return out, nil
+}
+
+// insertMany writes rows with the statement of arrays.
+func (b *Backend) insertMany(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+	n := len(rows)
+	var (
+		task     = make([]string, n)
+		args     = make([]string, n)
+		created  = make([]int64, n)
+		priority = make([]int32, n)
+		runAt    = make([]int64, n)
+		attempt  = make([]int32, n)
+		maxAtt   = make([]int32, n)
+		timeout  = make([]int64, n)
+		key      = make([]*string, n)
+	)
+	for i := range rows {
+		r := &rows[i]
+		task[i], args[i], created[i] = r.Task, string(r.Args), unixNano(r.CreatedAt)
+		priority[i], runAt[i] = int32(r.Priority), max(unixNano(r.RunAt), 0)
+		attempt[i], maxAtt[i], timeout[i] = int32(max(r.Attempt, 1)), int32(r.MaxAttempts), int64(r.Timeout)
+		if r.Key != "" {
+			key[i] = &r.Key
+		}
+	}
+	out := make([]storage.Inserted, 0, n)
+	rs, err := b.on(tx).QueryContext(ctx, b.q.insert, task, args, created, priority, runAt, attempt, maxAtt,
+		timeout, key, b.wakeChan)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			id     int64
+			dup    bool
+			holder sql.NullInt64
+			woke   int64
+		)
+		if err := rs.Scan(&id, &dup, &holder, &woke); err != nil {
+			return nil, err
+		}
+		if dup {
+			id = holder.Int64
+		}
+		out = append(out, storage.Inserted{ID: id, Duplicate: dup})
+	}
+	return out, rs.Err()
+}
+
+// insertOne writes one row with plain parameters.
+func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]storage.Inserted, error) {
+	var key *string
+	if r.Key != "" {
+		key = &r.Key
+	}
+	var res storage.Inserted
+	var woke int64
+	err := b.on(tx).QueryRowContext(ctx, b.q.insertOne, r.Task, string(r.Args), unixNano(r.CreatedAt), r.Priority,
+		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan).
+		Scan(&res.ID, &res.Duplicate, &woke)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A duplicate whose holder committed after the statement began.
+		return []storage.Inserted{{Duplicate: true}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []storage.Inserted{res}, nil
+
+}
