@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -26,40 +23,5 @@ func TestControlTimeout_Flag(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, ExitUsage, tt.want)
 			}
 		})
-	}
-}
-
-func TestPathFile_Check(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "snappea.db")
-	if err := os.WriteFile(path, []byte("a"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pathFile{"database", path, fi}
-	if err := p.check(); err != nil {
-		t.Errorf("check = %v on the same file", err)
-	}
-	// Written in place: the same file.
-	if err := os.WriteFile(path, []byte("b"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.check(); err != nil {
-		t.Errorf("check = %v after a write in place", err)
-	}
-	if err := os.WriteFile(path+".new", []byte("c"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".new", path); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.check(); !errors.Is(err, errGone) || !strings.Contains(err.Error(), "replaced") {
-		t.Errorf("check = %v after a rename over it, want it replaced", err)
-	}
-	os.Remove(path)
-	if err := p.check(); !errors.Is(err, errGone) || !strings.Contains(err.Error(), "removed") {
-		t.Errorf("check = %v after removal, want it removed", err)
 	}
 }

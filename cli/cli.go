@@ -14,6 +14,7 @@ import (
 
 	"github.com/snappea/snappea/bench"
 	"github.com/snappea/snappea/control"
+	core "github.com/snappea/snappea/daemon"
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
@@ -34,8 +35,8 @@ const (
 // File names inside the data directory, beside the database and the wakeup
 // directory (queue.DBFile, queue.WakeupDirName).
 const (
-	LockFile = "snappea.lock"
-	PIDFile  = "snappea.pid"
+	LockFile = core.LockFile
+	PIDFile  = core.PIDFile
 )
 
 // Main runs the command line in os.Args with the tasks in reg (plus the

@@ -12,20 +12,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/snappea/snappea/control"
+	core "github.com/snappea/snappea/daemon" // the daemon's assembly; this file adds the command line
 	"github.com/snappea/snappea/foreman"
-	"github.com/snappea/snappea/metrics"
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/report"
-	"github.com/snappea/snappea/stats"
-	"github.com/snappea/snappea/wakeup"
 )
 
 // Environment variables a reloading daemon passes to the program it
@@ -40,21 +37,14 @@ const (
 	envStartedAt  = envInternal + "STARTED_AT"
 )
 
-// checkpointInterval is how often the daemon checkpoints the database's
-// write-ahead log, so that producers' commits never have to.
-const checkpointInterval = 200 * time.Millisecond
-
 // reloadCheckTimeout bounds the --check run a reload starts first.
 const reloadCheckTimeout = 30 * time.Second
 
-// finalFlushMin is the least time the last statistics write after the
-// foreman stops is given, even when the graceful timeout is used up: long
-// enough for a write on an unlocked database, short enough that a locked
-// one does not hold up the stop.
-const finalFlushMin = 500 * time.Millisecond
-
-// daemon is one run of 'snappea run': the parts it wires together, and the
-// operator's actions, which come from signals and from the control socket.
+// daemon is one run of 'snappea run': the daemon package's Daemon, which
+// assembles everything that runs, and what the command line adds around it:
+// the lock handed across a reload, the control socket, systemd's notify
+// protocol, and the operator's actions, which come from signals and from
+// the control socket.
 type daemon struct {
 	c       *cmdEnv
 	f       *runFlags
@@ -67,24 +57,19 @@ type daemon struct {
 
 	lock   *pidfile.Lock
 	q      *queue.Queue
-	w      *wakeup.Watcher
-	fm     *foreman.Foreman
+	dm     *core.Daemon
+	fm     *foreman.Foreman // dm's
 	ctl    *control.Server
-	rec    *stats.Recorder
 	sentry *report.Sentry
-	sched  *daemonScheduler // enqueues the schedules; nil without any (see schedules.go)
-	notify *notifier        // systemd's notify protocol (see notify.go)
-	files  []pathFile       // the files other processes find the daemon by (see datadir.go)
+	notify *notifier // systemd's notify protocol (see notify.go)
 
 	cancelRun context.CancelFunc // starts the graceful stop
-	stopBy    atomic.Int64       // unix ns: the deadline of the stop (or a reload's drain) under way; 0 before
 
 	mu        sync.Mutex
 	stopping  bool // a stop was asked for; it wins over a reload
 	reloading bool // drain, then re-execute
 	checking  bool // a reload's check is running
 	hardStop  bool // running tasks were cancelled on request
-	gone      bool // the data directory's files left their paths: exit with ExitDataDirGone
 }
 
 func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
@@ -173,9 +158,9 @@ func (d *daemon) run(ctx context.Context) int {
 	}
 
 	// Start-up order: the lock (so nothing below races another daemon),
-	// the pid, migrations, the wakeup directory cleared and watched, the
-	// control socket, and only then the foreman, which drains the backlog
-	// before it sleeps.
+	// the pid, migrations, the wakeup directory cleared and watched (by
+	// core.New), the control socket, and only then the foreman, which
+	// drains the backlog before it sleeps.
 	if code := d.takeLock(inherited); code != ExitOK {
 		return code
 	}
@@ -194,35 +179,35 @@ func (d *daemon) run(ctx context.Context) int {
 	}
 	defer d.q.Close()
 	qcfg = d.q.Config()
-	d.reclaimLog(ctx)
 
-	if d.w, err = wakeup.New(wakeup.Config{Dir: qcfg.WakeupDir, Logger: log}); err != nil {
-		log.Error("not starting", "err", err)
-		return ExitError
-	}
-	defer d.w.Close()
-
-	services, observers, err := d.services(ctx, schedules)
-	if err != nil {
-		log.Error("not starting", "err", err)
-		return ExitError
-	}
 	var reporter foreman.Reporter
 	if d.sentry != nil {
 		reporter = d.sentry
 	}
-	d.fm, err = foreman.New(foreman.Config{
-		Source: d.q, Waker: d.w, Runner: d.c.reg, Reporter: reporter, Store: d.q,
-		Observers: observers, Services: services,
+	d.dm, err = core.New(core.Config{
+		Queue: d.q, Registry: d.c.reg, Lock: d.lock,
 		Workers: f.workers, Batch: f.batch,
 		PollInterval: f.pollInterval, GracefulTimeout: f.gracefulTimeout,
+		StatsRetention:  zeroIsOff(f.statsRetention),
+		FailedRetention: zeroIsOff(f.failedRetention),
+		FailedMax:       zeroIsOff(f.failedMax),
+		Schedules:       schedules, Reporter: reporter, MetricsAddr: f.metricsAddr,
+		Services:    d.c.prog.Services,
+		WatchFiles:  []core.WatchFile{{What: "control socket", Path: d.socketPath()}},
+		DataDirGone: d.dataDirGone,
 		StartPaused: d.c.Getenv(envPaused) == "1",
+		Reloads:     d.generation,
 		Logger:      log,
 	})
 	if err != nil {
 		log.Error("not starting", "err", err)
-		return ExitUsage
+		if errors.Is(err, core.ErrInvalidConfig) {
+			return ExitUsage
+		}
+		return ExitError
 	}
+	defer d.dm.Shutdown(context.Background()) // releases its wakeup watch if Run never ran
+	d.fm = d.dm.Foreman()
 
 	if err := d.listenControl(inherited); err != nil {
 		log.Error("not starting", "err", err)
@@ -240,10 +225,6 @@ func (d *daemon) run(ctx context.Context) int {
 			cancel()
 		}
 	}()
-	if d.files, err = d.dataDirFiles(); err != nil {
-		log.Error("not starting", "err", err)
-		return ExitError
-	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -269,27 +250,13 @@ func (d *daemon) run(ctx context.Context) int {
 		defer close(notifyDone)
 		d.notify.run(notifyCtx, d.fm)
 	}()
-	err = d.fm.Run(runCtx)
+	// Run ends with the last statistics and error reports written, within
+	// what is left of the graceful timeout.
+	err = d.dm.Run(runCtx)
 	stopNotify()
 	<-notifyDone
-	if d.rec != nil {
-		// The stop honours the graceful timeout even while another
-		// process holds the database's write lock: the last statistics
-		// get what is left of it.
-		deadline := time.Now().Add(finalFlushMin)
-		if ns := d.stopBy.Load(); ns != 0 {
-			deadline = later(deadline, time.Unix(0, ns))
-		}
-		flushCtx, cancel := context.WithDeadline(context.Background(), deadline)
-		if ferr := d.rec.Flush(flushCtx); ferr != nil {
-			rows, tasks := d.rec.Unwritten()
-			log.Warn("could not write the last statistics before the stop deadline; they are lost",
-				"err", ferr, "tasks", tasks, "rows", rows)
-		}
-		cancel()
-	}
-	if d.sentry != nil && !d.sentry.Flush(5*time.Second) {
-		log.Warn("some error reports were not sent before the timeout")
+	if errors.Is(err, core.ErrDataDirGone) {
+		return ExitDataDirGone
 	}
 	if err != nil {
 		log.Error("foreman stopped with an error", "err", err)
@@ -298,11 +265,7 @@ func (d *daemon) run(ctx context.Context) int {
 
 	d.mu.Lock()
 	reload := d.reloading && !d.stopping
-	gone := d.gone
 	d.mu.Unlock()
-	if gone {
-		return ExitDataDirGone
-	}
 	if !reload {
 		d.notify.stopping()
 		return ExitOK
@@ -310,28 +273,12 @@ func (d *daemon) run(ctx context.Context) int {
 	// Hand the lock and the control socket over to the new program. From
 	// here on this process must not release either.
 	handedOver = true
-	d.w.Close()
 	d.q.Close()
 	err = d.reexec()
 	// Only a failed exec returns.
 	handedOver = false
 	log.Error("reload failed: could not execute the new program; exiting", "err", err)
 	return ExitError
-}
-
-// reclaimLog empties and truncates the write-ahead log before the daemon
-// writes anything: a log left large by producers (while no daemon ran) or
-// by a disk that filled up gives its space back, and the first claims do
-// not use up space just freed before the checkpoint service's first look.
-// A failure is only logged: the service retries at every interval.
-func (d *daemon) reclaimLog(ctx context.Context) {
-	ok, err := d.q.TruncateCheckpoint(ctx)
-	switch {
-	case err != nil:
-		d.log.Warn("could not checkpoint the write-ahead log at start; will retry", "err", err)
-	case !ok:
-		d.log.Info("the write-ahead log is in use by another process; it will be checkpointed later")
-	}
 }
 
 // takeLock acquires the single-instance lock, or adopts the one a
@@ -383,88 +330,19 @@ func (d *daemon) listenControl(inherited bool) error {
 	return nil
 }
 
-// services builds the long-running parts the foreman manages beside the
-// workers, and the observers of finished tasks.
-func (d *daemon) services(ctx context.Context, schedules []scheduleDef) ([]foreman.Service, []foreman.Observer, error) {
-	f := d.f
-	svcs := append([]foreman.Service(nil), d.c.prog.Services...)
-	var obs []foreman.Observer
-	svcs = append(svcs, d.watchDataDir())
-	svcs = append(svcs, foreman.Service{Name: "checkpoint", Run: func(ctx context.Context) error {
-		return d.q.RunCheckpoints(ctx, checkpointInterval)
-	}})
-	if f.statsRetention > 0 {
-		rec, err := stats.New(stats.Config{Store: d.q, Retention: f.statsRetention, Logger: d.log,
-			StopFlushTimeout: max(f.gracefulTimeout, finalFlushMin),
-			Backlog: func(ctx context.Context) (int64, error) {
-				st, err := d.q.Stats(ctx)
-				return st.Pending, err
-			}})
-		if err != nil {
-			return nil, nil, err
-		}
-		d.rec = rec
-		obs = append(obs, rec)
-		svcs = append(svcs, foreman.Service{Name: "stats", Run: rec.Run})
+// zeroIsOff maps a limit flag's 0 (off, or no limit) to core.Config's
+// negative, whose zero is the default.
+func zeroIsOff[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
 	}
-	if f.metricsAddr != "" {
-		m, err := metrics.New(metrics.Config{Snapshot: d.metricsSnapshot, Logger: d.log})
-		if err != nil {
-			return nil, nil, err
-		}
-		ln, err := m.Listen(f.metricsAddr)
-		if err != nil {
-			return nil, nil, err
-		}
-		obs = append(obs, m)
-		d.log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
-		svcs = append(svcs, foreman.Service{Name: "metrics", Run: func(ctx context.Context) error {
-			return m.Serve(ctx, ln)
-		}})
-	}
-	if f.failedRetention > 0 || f.failedMax > 0 {
-		svcs = append(svcs, foreman.Service{Name: "failed-retention", Run: d.pruneFailed})
-	}
-	if len(schedules) > 0 {
-		svc, err := d.scheduler(schedules)
-		if err != nil {
-			return nil, nil, err
-		}
-		svcs = append(svcs, svc)
-	}
-	return svcs, obs, nil
+	return v
 }
 
-// pruneFailed applies the failed-task retention once a minute.
-func (d *daemon) pruneFailed(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		n, err := d.q.PruneFailures(ctx, d.f.failedRetention, d.f.failedMax)
-		if err != nil && ctx.Err() == nil {
-			return err
-		}
-		if n > 0 {
-			d.log.Info("pruned the record of failed tasks", "removed", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (d *daemon) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
-	s := d.fm.Snapshot()
-	m := metrics.Snapshot{WorkersBusy: s.Busy, WorkersTotal: s.Workers, Paused: s.State == foreman.Paused,
-		Reloads: d.generation}
-	st, err := d.q.Stats(ctx)
-	if err != nil {
-		return m, err
-	}
-	m.Pending, m.Ready, m.OldestAge = st.Pending, st.Ready, st.OldestAge
-	return m, nil
+// dataDirGone is told by the daemon that its files left their paths: it
+// stops as on a signal, then run exits with ExitDataDirGone.
+func (d *daemon) dataDirGone(err error) {
+	d.stop(false, "data directory gone")
 }
 
 // handleSignals subscribes to the daemon's signals and acts on them in one
@@ -560,9 +438,8 @@ func (d *daemon) stop(now bool, why string) {
 		go func() {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			d.fm.Shutdown(ctx)
+			d.dm.Shutdown(ctx)
 		}()
-		d.stopBy.Store(time.Now().UnixNano())
 		d.cancelRun()
 	case first && wasReloading:
 		d.log.Info("stop requested during a reload: stopping instead of re-executing", "signal", why)
@@ -574,19 +451,10 @@ func (d *daemon) stop(now bool, why string) {
 	}
 }
 
-// beginStop starts the graceful stop and notes its deadline, the
+// beginStop starts the graceful stop: the daemon notes its deadline, the
 // graceful timeout from now; a repeated stop never moves it.
 func (d *daemon) beginStop() {
-	d.stopBy.CompareAndSwap(0, time.Now().Add(d.f.gracefulTimeout).UnixNano())
 	d.cancelRun()
-}
-
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // Reload checks that the program on disk starts with this daemon's flags

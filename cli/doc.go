@@ -13,10 +13,13 @@
 // that also runs services beside its workers uses [MainProgram] with a
 // [Program]; schedules declared in code go through [Schedules].
 //
-// The daemon ('snappea run') answers signals and its control socket (see
-// package control): TERM stops, INT stops and then escalates, HUP reloads
-// by re-executing the program on disk after a --check run, TSTP and CONT
-// pause and resume, USR1 reopens the log file. It exits with
+// The daemon ('snappea run') is package daemon's Daemon, which a program
+// can also embed without the command line; this package adds its flags,
+// signals, control socket, systemd notifications and reloads. It answers
+// signals and its control socket (see package control): TERM stops, INT
+// stops and then escalates, HUP reloads by re-executing the program on disk
+// after a --check run, TSTP and CONT pause and resume, USR1 reopens the log
+// file. It exits with
 // [ExitDataDirGone] when its database, lock file or control socket leaves
 // its path while it runs. The commands that talk to it wait at most
 // --control-timeout for each answer.

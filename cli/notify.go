@@ -117,9 +117,12 @@ func (n *notifier) run(ctx context.Context, fm *foreman.Foreman) {
 		pctx, cancel := context.WithTimeout(ctx, half)
 		err := fm.Ping(pctx)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			n.send(sd.SdNotifyWatchdog)
-		} else if ctx.Err() == nil {
+		case errors.Is(err, foreman.ErrNotRunning):
+			return // the loop has stopped: the daemon is finishing its stop
+		case ctx.Err() == nil:
 			n.log.Warn("systemd watchdog: the foreman's loop did not answer; no keep-alive sent", "err", err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	core "github.com/snappea/snappea/daemon"
 	"github.com/snappea/snappea/foreman"
 )
 
@@ -46,9 +47,9 @@ func (c *cmdEnv) runCommand() command {
 				fs.DurationVar(&f.stuckAfter, "stuck-after", time.Minute, withEnv("stuck-after", "'snappea health' fails when ready tasks have waited this long with no worker busy and the daemon not paused"))
 				fs.StringVar(&f.sentryDSN, "sentry-dsn", "", withEnv("sentry-dsn", "report failed and panicking tasks to this Sentry DSN"))
 				fs.StringVar(&f.metricsAddr, "metrics-addr", "", withEnv("metrics-addr", "serve Prometheus metrics on this HOST:PORT at /metrics, e.g. 127.0.0.1:9090 (default: off)"))
-				fs.DurationVar(&f.statsRetention, "stats-retention", 7*24*time.Hour, withEnv("stats-retention", "keep per-minute task statistics this long ('snappea stats'); 0 disables them"))
-				fs.DurationVar(&f.failedRetention, "failed-retention", 30*24*time.Hour, withEnv("failed-retention", "keep the record of failed tasks this long ('snappea failed'); 0: no age limit"))
-				fs.IntVar(&f.failedMax, "failed-max", 10000, withEnv("failed-max", "keep at most this many failed tasks, the newest; 0: no limit"))
+				fs.DurationVar(&f.statsRetention, "stats-retention", core.DefaultStatsRetention, withEnv("stats-retention", "keep per-minute task statistics this long ('snappea stats'); 0 disables them"))
+				fs.DurationVar(&f.failedRetention, "failed-retention", core.DefaultFailedRetention, withEnv("failed-retention", "keep the record of failed tasks this long ('snappea failed'); 0: no age limit"))
+				fs.IntVar(&f.failedMax, "failed-max", core.DefaultFailedMax, withEnv("failed-max", "keep at most this many failed tasks, the newest; 0: no limit"))
 				fs.StringVar(&f.schedules, "schedules", "", withEnv("schedules", "JSON file of periodic tasks to enqueue (see 'snappea help schedules')"))
 				fs.StringVar(&f.cpuProfile, "cpuprofile", "", withEnv("cpuprofile", "write a CPU profile of the whole run to this file (for go tool pprof)"))
 				fs.BoolVar(&f.check, "check", false, "check the configuration and open the database, then exit without running (a reload runs this first)")

@@ -11,15 +11,11 @@ import (
 	"time"
 
 	"github.com/snappea/snappea/control"
-	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/schedule"
 )
 
 // scheduleDef is a periodic task the daemon enqueues.
 type scheduleDef = schedule.Schedule
-
-// daemonScheduler is the daemon's scheduler service, kept for its status.
-type daemonScheduler = schedule.Scheduler
 
 // declared holds the schedules a program declared with Schedules.
 var declared struct {
@@ -86,25 +82,12 @@ func (d *daemon) loadSchedules() ([]scheduleDef, error) {
 	return d.c.schedules(d.f.schedules)
 }
 
-// scheduler builds the service that enqueues the schedules' tasks.
-func (d *daemon) scheduler(defs []scheduleDef) (foreman.Service, error) {
-	s, err := schedule.New(schedule.Config{Queue: d.q, Schedules: defs, Registry: d.c.reg, Logger: d.log})
-	if err != nil {
-		return foreman.Service{}, err
-	}
-	d.sched = s
-	return foreman.Service{Name: "scheduler", Run: s.Run}, nil
-}
-
 // scheduleStatus lists the daemon's schedules with their next and last
 // run, as stored in the database.
 func (d *daemon) scheduleStatus(ctx context.Context) ([]control.Schedule, error) {
-	if d.sched == nil {
-		return []control.Schedule{}, nil
-	}
-	entries, err := d.sched.List(ctx)
+	entries, err := d.dm.Schedules(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list schedules: %w", err)
+		return nil, err
 	}
 	return controlSchedules(entries), nil
 }

@@ -14,8 +14,11 @@ import (
 	"github.com/snappea/snappea/wakeup"
 )
 
-// Embedding the daemon in a program of your own: the queue is the source of
-// tasks, the wakeup watcher the waker, the registry the runner.
+// The foreman alone: the queue is the source of tasks, the wakeup watcher
+// the waker, the registry the runner. This is the loop and the pool only:
+// without a Store, there are no retries and no failed record. To embed a
+// complete daemon (retries, the failed record, checkpoints, statistics,
+// schedules, the lock), use package daemon.
 func Example() {
 	dir, _ := os.MkdirTemp("", "snappea-example")
 	defer os.RemoveAll(dir)

@@ -159,6 +159,9 @@ func (l *Lock) File() *os.File {
 	return l.f
 }
 
+// Path returns the lock file's path, as given to Acquire or Inherit.
+func (l *Lock) Path() string { return l.path }
+
 // Release removes the pidfile if it still names this process, unlocks the
 // lock file and closes it. The lock file itself stays: see the package
 // documentation. Release is idempotent.
