@@ -221,7 +221,7 @@ func (c *cmdEnv) statsCommand() command {
 				return c.fail("stats", err)
 			}
 			defer q.Close()
-			rows, err := stats.Read(ctx, q.DB(), time.Now().Add(-since))
+			rows, err := stats.Read(ctx, q, time.Now().Add(-since))
 			if err != nil {
 				return c.fail("stats", err)
 			}

@@ -181,7 +181,7 @@ func (c *cmdEnv) schedulesCommand() command {
 			defer q.Close()
 			var entries []schedule.Entry
 			if all || len(defs) == 0 {
-				entries, err = schedule.Read(ctx, q.DB())
+				entries, err = schedule.Read(ctx, q.Backend())
 			} else {
 				var s *schedule.Scheduler
 				if s, err = schedule.New(schedule.Config{Queue: q, Schedules: defs}); err == nil {

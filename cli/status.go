@@ -112,7 +112,7 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 	if pid != 0 {
 		// A daemon runs but did not answer: its schedules are in the
 		// database too.
-		entries, err := schedule.Read(ctx, q.DB())
+		entries, err := schedule.Read(ctx, q.Backend())
 		if err != nil {
 			fmt.Fprintf(c.Stderr, "snappea status: reading the schedules: %v\n", err)
 		} else if len(entries) > 0 {

@@ -311,7 +311,7 @@ func (d *Daemon) services() ([]foreman.Service, []foreman.Observer, error) {
 		return d.q.RunCheckpoints(ctx, cfg.CheckpointInterval)
 	}})
 	if cfg.StatsRetention > 0 {
-		rec, err := stats.New(stats.Config{DB: d.q.DB(), WriteTx: d.q.WriteTx, Retention: cfg.StatsRetention, Logger: d.log,
+		rec, err := stats.New(stats.Config{Store: d.q, Retention: cfg.StatsRetention, Logger: d.log,
 			StopFlushTimeout: max(cfg.GracefulTimeout, finalFlushMin),
 			Backlog: func(ctx context.Context) (int64, error) {
 				st, err := d.q.Stats(ctx)

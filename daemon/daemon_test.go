@@ -184,7 +184,7 @@ func TestDaemon_Complete(t *testing.T) {
 	}
 	// The statistics writer writes once a minute; what the test ran is in
 	// the database because Shutdown flushed it.
-	rows, err := stats.Read(ctx, q.DB(), time.Now().Add(-time.Hour))
+	rows, err := stats.Read(ctx, q, time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
+	"github.com/snappea/snappea/storage"
 	"io/fs"
 	"path"
 	"sort"
@@ -18,8 +18,8 @@ import (
 var sqliteFS embed.FS
 
 // ErrSchemaTooNew is matched by the error Apply returns when the database
-// was migrated by a newer snappea than this one.
-var ErrSchemaTooNew = errors.New("database schema is newer than this snappea")
+// was migrated by a newer snappea than this one: the storage interface's.
+var ErrSchemaTooNew = storage.ErrSchemaTooNew
 
 // Migration is one numbered schema change.
 type Migration struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/snappea/snappea/storage"
 )
 
 // backlogRefresh is the least time between two counts of the backlog: the
@@ -36,14 +38,14 @@ type backlog struct {
 // ErrBacklogFull. Any enqueue needs room for one task, so that at the
 // limit delayed tasks are refused too. A caller that then writes fewer
 // (an error, a duplicate key) gives them back with release.
-func (q *Queue) reserve(ctx context.Context, rows []row) (int, error) {
+func (q *Queue) reserve(ctx context.Context, rows []storage.Row) (int, error) {
 	limit := int64(q.cfg.MaxBacklog)
 	if limit == 0 || len(rows) == 0 || q.cfg.Inline {
 		return 0, nil
 	}
 	n := 0
 	for i := range rows {
-		if rows[i].runAt == 0 {
+		if rows[i].RunAt.IsZero() {
 			n++
 		}
 	}
@@ -75,22 +77,14 @@ func (q *Queue) countBacklog(ctx context.Context, exact bool) error {
 	b := &q.backlog
 	limit := int64(q.cfg.MaxBacklog)
 	start := time.Now()
-	if !exact {
-		var span int64
-		if err := q.idSpan.QueryRowContext(ctx).Scan(&span); err != nil {
-			return fmt.Errorf("enqueue: count the backlog: %w", dbError(err))
-		}
-		if span <= limit {
-			b.countAt, b.count, b.exact, b.own, b.interval = start, span, false, 0, backlogRefresh
-			return nil
-		}
+	count, isExact, err := q.b.Backlog(ctx, start, limit, exact)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
 	}
-	var count int64
-	if err := q.countDue.QueryRowContext(ctx, unixNano(start), limit+1).Scan(&count); err != nil {
-		return fmt.Errorf("enqueue: count the backlog: %w", dbError(err))
+	if !isExact {
+		b.countAt, b.count, b.exact, b.own, b.interval = start, count, false, 0, backlogRefresh
+		return nil
 	}
-	// Counting reads up to limit+1 index entries, several milliseconds per
-	// hundred thousand: spend no more than 1/50 of the time counting.
 	b.countAt, b.count, b.exact, b.own = start, count, true, 0
 	b.interval = max(backlogRefresh, 50*time.Since(start))
 	return nil

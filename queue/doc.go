@@ -1,6 +1,9 @@
-// Package queue is snappea's client: it opens the SQLite database that
-// holds the queue, enqueues tasks from any process, and claims them for the
-// daemon. Every SQL statement snappea runs against the queue is here.
+// Package queue is snappea's client: it opens the database that holds the
+// queue, enqueues tasks from any process, and claims them for the daemon.
+// It issues no SQL itself: every statement lives in a storage backend
+// (storage.Backend), the SQLite one of package storage/sqlite, which Open
+// opens from Config.Dir, or the one given as Config.Backend (PostgreSQL,
+// storage/postgres). What follows describes SQLite.
 //
 // # Enqueueing and the wakeup
 //
@@ -73,7 +76,7 @@
 //
 // # Waits
 //
-// No write waits without a limit. Writes take turns (see writeLock): within
+// No write waits without a limit. Writes take turns (see storage/sqlite): within
 // the process, then with other processes through a flock beside the
 // database, which a stalled holder cannot keep for more than a few
 // milliseconds. Every write honours its context, and [Config.BusyTimeout]

@@ -246,67 +246,6 @@ func TestQueue_PromoteWithNothingDueDoesNotWrite(t *testing.T) {
 	})
 }
 
-// Claim, next-due and promote must each be one range search of the claim
-// index, whatever the queue holds: no table scan, no sort.
-func TestQueue_QueryPlans(t *testing.T) {
-	ctx := context.Background()
-	q := mustOpen(t, Config{})
-	jobs := make([]Job, 500)
-	for i := range jobs {
-		jobs[i] = Job{Task: "t", Options: registry.Options{Priority: i % 7, Delay: time.Duration(i%3) * time.Hour}}
-	}
-	if _, err := q.EnqueueMany(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name  string
-		query string
-		args  []any
-		index string
-	}{
-		{"claim", claimSQL, []any{16}, "snappea_tasks_claim"},
-		{"next due", nextDueSQL, nil, "snappea_tasks_claim"},
-		{"promote", promoteSQL, []any{time.Now().UnixNano()}, "snappea_tasks_claim"},
-		{"backlog count", countDueSQL, []any{time.Now().UnixNano(), 1000}, "snappea_tasks_claim"},
-		{"key holder", keyHolderSQL, []any{"k"}, "snappea_tasks_key"},
-		{"id span", idSpanSQL, nil, ""}, // the primary key's first and last entries
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rows, err := q.DB().QueryContext(ctx, `EXPLAIN QUERY PLAN `+tt.query, tt.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			searched := false
-			for _, step := range plan {
-				if tt.index == "" && step == "SEARCH snappea_tasks" ||
-					strings.HasPrefix(step, "SEARCH snappea_tasks USING") && strings.Contains(step, " INDEX "+tt.index+" ") {
-					searched = true
-				}
-				if strings.HasPrefix(step, "SCAN snappea_tasks") || strings.Contains(step, "TEMP B-TREE") {
-					t.Errorf("plan step %q: a scan or a sort", step)
-				}
-			}
-			if !searched {
-				t.Errorf("plan %q does not SEARCH snappea_tasks (index %q)", plan, tt.index)
-			}
-		})
-	}
-}
-
 func TestQueue_UniqueKey(t *testing.T) {
 	ctx := context.Background()
 	q := mustOpen(t, Config{})

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -84,36 +83,5 @@ func TestQueue_Pending(t *testing.T) {
 	}
 	if got, _ := q.Pending(ctx, PendingFilter{Task: "c"}); len(got) != DefaultPendingLimit {
 		t.Errorf("listed %d tasks, want the default limit %d", len(got), DefaultPendingLimit)
-	}
-}
-
-// TestPendingSQL_plan: every listing reads the claim index in its order,
-// never sorting and never reading the table in rowid order.
-func TestPendingSQL_plan(t *testing.T) {
-	q := mustOpen(t, Config{})
-	for _, f := range []PendingFilter{{}, {Newest: true}, {Delayed: true}, {Delayed: true, Newest: true},
-		{Task: "t"}, {Task: "t", Delayed: true, Newest: true}} {
-		f.Limit = 10
-		query, args := pendingSQL(f)
-		rows, err := q.DB().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+query, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		if len(plan) != 1 || !strings.Contains(plan[0], "USING INDEX snappea_tasks_claim") {
-			t.Errorf("%+v: plan %q, want one step on the claim index", f, plan)
-		}
-		if strings.Contains(strings.Join(plan, "\n"), "TEMP B-TREE") {
-			t.Errorf("%+v: plan %q sorts", f, plan)
-		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/snappea/snappea/migrations"
 	"github.com/snappea/snappea/registry"
+	"github.com/snappea/snappea/storage/sqlite"
 	"github.com/snappea/snappea/wakeup"
 )
 
@@ -588,7 +589,7 @@ func TestQueue_TruncateCheckpoint(t *testing.T) {
 		t.Errorf("TruncateCheckpoint with a reader on an old snapshot = %v, %v; want false, nil", ok, err)
 	}
 	if waited := time.Since(start); waited > time.Second {
-		t.Errorf("TruncateCheckpoint waited %v for the reader, want about %v", waited, truncateWait)
+		t.Errorf("TruncateCheckpoint waited %v for the reader, want about 20ms (the checkpoint's bounded wait)", waited)
 	}
 	if _, err := reader.ExecContext(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
@@ -614,5 +615,34 @@ func TestQueue_TruncateCheckpoint(t *testing.T) {
 	ts := mustClaim(t, q, 100)
 	if len(ts) != 21 {
 		t.Errorf("claimed %d tasks after the checkpoints, want 21", len(ts))
+	}
+}
+
+// A Queue over a backend its caller opened uses it, and leaves it open.
+func TestOpen_Backend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "other.db"), WakeupDir: filepath.Join(dir, "wake")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	q := mustOpen(t, Config{Dir: filepath.Join(dir, "unused"), Backend: b})
+	id, err := q.Enqueue(ctx, "t", map[string]int{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := b.Claim(ctx, 10)
+	if err != nil {
+		t.Fatalf("Claim on the backend after the Queue's Close: %v", err)
+	}
+	if len(ts) != 1 || ts[0].ID != id || string(ts[0].Args) != `{"n":1}` {
+		t.Errorf("claimed %+v, want task %d", ts, id)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "unused")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the Queue created its own data directory beside the backend: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 )
@@ -347,49 +348,26 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 	return earliest
 }
 
-// The statements on the schedules table.
-const (
-	selectSQL = `SELECT name, spec, task, next_run, last_run FROM snappea_schedules ORDER BY name`
-	insertSQL = `INSERT INTO snappea_schedules (name, spec, task, next_run) VALUES (?, ?, ?, ?)`
-	resetSQL  = `UPDATE snappea_schedules SET spec = ?, task = ?, next_run = ? WHERE name = ?`
-	renameSQL = `UPDATE snappea_schedules SET task = ? WHERE name = ?`
-	// The compare-and-set that takes a tick: it changes the row only if
-	// next_run is still the tick this scheduler saw due.
-	takeSQL = `UPDATE snappea_schedules SET next_run = ?, last_run = ? WHERE name = ? AND next_run = ?`
-)
-
-// row is one stored schedule.
-type row struct {
-	name, spec, task string
-	next             int64
-	last             sql.NullInt64
+// Store holds the schedules' state: a storage.Backend.
+type Store interface {
+	// Schedules lists the stored schedules by name.
+	Schedules(ctx context.Context) ([]snappea.ScheduleState, error)
 }
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// readRows returns every stored schedule by name.
-func readRows(ctx context.Context, db querier) (map[string]row, []string, error) {
-	rs, err := db.QueryContext(ctx, selectSQL)
+// readStates returns every stored schedule by name, and the names in
+// order.
+func readStates(ctx context.Context, st Store) (map[string]snappea.ScheduleState, []string, error) {
+	states, err := st.Schedules(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read schedules: %w", err)
+		return nil, nil, err
 	}
-	defer rs.Close()
-	rows := make(map[string]row)
-	var names []string
-	for rs.Next() {
-		var r row
-		if err := rs.Scan(&r.name, &r.spec, &r.task, &r.next, &r.last); err != nil {
-			return nil, nil, fmt.Errorf("read schedules: %w", err)
-		}
-		rows[r.name] = r
-		names = append(names, r.name)
+	byName := make(map[string]snappea.ScheduleState, len(states))
+	names := make([]string, 0, len(states))
+	for _, r := range states {
+		byName[r.Name] = r
+		names = append(names, r.Name)
 	}
-	if err := rs.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read schedules: %w", err)
-	}
-	return rows, names, nil
+	return byName, names, nil
 }
 
 // sync brings the stored rows of entries in line with them, in one
@@ -401,30 +379,40 @@ func (s *Scheduler) sync(ctx context.Context, entries []*entry) error {
 	next := make([]time.Time, len(entries))
 	was := make([]string, len(entries)) // the stored spec, if it changed
 	added := make([]bool, len(entries))
+	b := s.q.Backend()
+	// Read before the transaction (the interface reads on its own); a
+	// row is only ever created, reset or renamed here, never moved on, so
+	// what another scheduler does meanwhile is a tick taken, which a
+	// reset (the spec changed) means to drop anyway. A rename writes the
+	// due time read back: a tick taken in between by a scheduler with the
+	// old task name would be taken again.
+	rows, _, err := readStates(ctx, b)
+	if err != nil {
+		return err
+	}
 	// WriteTx: the writers' turn, and no wakeup (nothing is enqueued).
-	err := s.q.WriteTx(ctx, func(tx *sql.Tx) error {
-		rows, _, err := readRows(ctx, tx)
-		if err != nil {
-			return err
-		}
+	err = s.q.WriteTx(ctx, func(tx *sql.Tx) error {
 		for i, e := range entries {
 			r, ok := rows[e.Name]
 			was[i], added[i] = "", !ok
 			switch {
 			case !ok:
 				next[i] = e.after(now)
-				if _, err := tx.ExecContext(ctx, insertSQL, e.Name, e.Spec, e.Task, unixNano(next[i])); err != nil {
+				if err := b.SaveSchedule(ctx, tx, snappea.ScheduleState{Name: e.Name, Spec: e.Spec, Task: e.Task,
+					Next: next[i]}); err != nil {
 					return fmt.Errorf("add schedule %s: %w", e.Name, err)
 				}
-			case r.spec != e.Spec:
-				next[i], was[i] = e.after(now), r.spec
-				if _, err := tx.ExecContext(ctx, resetSQL, e.Spec, e.Task, unixNano(next[i]), e.Name); err != nil {
+			case r.Spec != e.Spec:
+				next[i], was[i] = e.after(now), r.Spec
+				if err := b.SaveSchedule(ctx, tx, snappea.ScheduleState{Name: e.Name, Spec: e.Spec, Task: e.Task,
+					Next: next[i], Last: r.Last}); err != nil {
 					return fmt.Errorf("update schedule %s: %w", e.Name, err)
 				}
 			default:
-				next[i] = fromUnixNano(r.next, now.Location())
-				if r.task != e.Task {
-					if _, err := tx.ExecContext(ctx, renameSQL, e.Task, e.Name); err != nil {
+				next[i] = r.Next.In(now.Location())
+				if r.Task != e.Task {
+					r.Task = e.Task
+					if err := b.SaveSchedule(ctx, tx, r); err != nil {
 						return fmt.Errorf("update schedule %s: %w", e.Name, err)
 					}
 				}
@@ -518,15 +506,13 @@ func (s *Scheduler) take(ctx context.Context, e *entry, now time.Time) {
 	results := make([]registry.Result, 0, len(p.ticks))
 	err := s.q.InTx(ctx, func(tx *sql.Tx) error {
 		results = results[:0]
-		res, err := tx.ExecContext(ctx, takeSQL, unixNano(p.next), unixNano(p.last), e.Name, unixNano(e.next))
+		// The compare-and-set: it changes the row only if its next tick
+		// is still the one this scheduler saw due.
+		took, err := s.q.Backend().TakeTick(ctx, tx, e.Name, e.next, p.next, p.last)
 		if err != nil {
-			return fmt.Errorf("take the tick of schedule %s: %w", e.Name, err)
+			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("take the tick of schedule %s: %w", e.Name, err)
-		}
-		if n != 1 {
+		if !took {
 			return errTaken
 		}
 		for range p.ticks {
@@ -613,7 +599,7 @@ type Entry struct {
 // is missing or holds another spec (Run has not started yet) shows the
 // next run Run would give it.
 func (s *Scheduler) List(ctx context.Context) ([]Entry, error) {
-	rows, _, err := readRows(ctx, s.q.DB())
+	rows, _, err := readStates(ctx, s.q.Backend())
 	if err != nil {
 		return nil, err
 	}
@@ -622,52 +608,38 @@ func (s *Scheduler) List(ctx context.Context) ([]Entry, error) {
 	for _, e := range s.entries {
 		en := Entry{Name: e.Name, Spec: e.Spec, Task: e.Task}
 		r, ok := rows[e.Name]
-		if ok && r.spec == e.Spec {
-			en.Next = fromUnixNano(r.next, now.Location())
+		if ok && r.Spec == e.Spec {
+			en.Next = r.Next.In(now.Location())
 		} else {
 			en.Next = e.after(now)
 		}
 		en.Next = entryTime(en.Next)
-		if ok && r.last.Valid {
-			en.Last = fromUnixNano(r.last.Int64, now.Location())
+		if ok && !r.Last.IsZero() {
+			en.Last = r.Last.In(now.Location())
 		}
 		out = append(out, en)
 	}
 	return out, nil
 }
 
-// Read returns every schedule stored in db (a snappea database, such as a
-// Queue's DB), sorted by name, configured or not: what a scheduler last
-// recorded, without its configuration.
-func Read(ctx context.Context, db *sql.DB) ([]Entry, error) {
-	rows, names, err := readRows(ctx, db)
+// Read returns every schedule stored in st (a storage.Backend, such as a
+// Queue's Backend), sorted by name, configured or not: what a scheduler
+// last recorded, without its configuration.
+func Read(ctx context.Context, st Store) ([]Entry, error) {
+	states, err := st.Schedules(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Entry, 0, len(names))
-	for _, name := range names {
-		r := rows[name]
-		en := Entry{Name: r.name, Spec: r.spec, Task: r.task, Next: entryTime(fromUnixNano(r.next, time.Local))}
-		if r.last.Valid {
-			en.Last = fromUnixNano(r.last.Int64, time.Local)
+	out := make([]Entry, 0, len(states))
+	for _, r := range states {
+		en := Entry{Name: r.Name, Spec: r.Spec, Task: r.Task, Next: entryTime(r.Next.In(time.Local))}
+		if !r.Last.IsZero() {
+			en.Last = r.Last.In(time.Local)
 		}
 		out = append(out, en)
 	}
 	return out, nil
 }
-
-// unixNano is t in Unix nanoseconds, pinned to the int64 range.
-func unixNano(t time.Time) int64 {
-	switch {
-	case t.Before(time.Unix(0, math.MinInt64)):
-		return math.MinInt64
-	case t.After(time.Unix(0, never)):
-		return never
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(ns int64, loc *time.Location) time.Time { return time.Unix(0, ns).In(loc) }
 
 // entryTime is a stored time as an Entry shows it: never is zero.
 func entryTime(t time.Time) time.Time {

@@ -291,7 +291,7 @@ func TestScheduler_restart(t *testing.T) {
 	if es := mustList(t, other); len(es) != 1 || es[0].Name != "other" {
 		t.Errorf("List = %+v, want only other", es)
 	}
-	all, err := Read(ctx, q2.DB())
+	all, err := Read(ctx, q2.Backend())
 	if err != nil {
 		t.Fatal(err)
 	}

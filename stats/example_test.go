@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/snappea/snappea/foreman"
@@ -21,15 +20,15 @@ func Example() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
-	db, err := queue.OpenDB(ctx, filepath.Join(dir, queue.DBFile), 5*time.Second)
+	q, err := queue.Open(ctx, queue.Config{Dir: dir})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer db.Close()
+	defer q.Close()
 
 	now := time.Date(2024, 5, 1, 12, 0, 30, 0, time.UTC)
 	rec, err := stats.New(stats.Config{
-		DB:      db,
+		Store:   q,
 		Backlog: func(context.Context) (int64, error) { return 3, nil },
 		Now:     func() time.Time { return now },
 	})
@@ -46,7 +45,7 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	rows, err := stats.Read(ctx, db, now.Add(-time.Hour))
+	rows, err := stats.Read(ctx, q, now.Add(-time.Hour))
 	if err != nil {
 		log.Fatal(err)
 	}

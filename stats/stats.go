@@ -3,7 +3,6 @@ package stats
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,12 +28,24 @@ const writeDelay = time.Second
 // a stop.
 const stopFlushTimeout = 10 * time.Second
 
-// Config configures a Recorder. DB is required; everything else has a
+// Store is where statistics persist: a storage.Backend, or a queue.Queue
+// (whose writes take their turn with its other writers).
+type Store interface {
+	// AddStats writes rows in one transaction: a row with a Task adds
+	// its counts to its minute and task, a row without sets its minute's
+	// backlog sample. Minutes before before are then deleted (zero: none).
+	AddStats(ctx context.Context, rows []snappea.StatsRow, before time.Time) error
+	// ReadStats returns the rows of the minutes from the one containing
+	// since, by minute then task.
+	ReadStats(ctx context.Context, since time.Time) ([]snappea.StatsRow, error)
+}
+
+// Config configures a Recorder. Store is required; everything else has a
 // default.
 type Config struct {
-	// DB is the snappea database, migrated (queue.OpenDB, or a Queue's DB).
+	// Store is the snappea database the statistics are written to.
 	// Required.
-	DB *sql.DB
+	Store Store
 	// Retention is how long rows are kept: each write deletes the minutes
 	// older than this. Default DefaultRetention (7 days); negative keeps
 	// rows forever.
@@ -43,11 +54,6 @@ type Config struct {
 	// once per write, and its answer stored for the minute being written.
 	// A failure is logged and that minute has no sample. Optional.
 	Backlog func(ctx context.Context) (int64, error)
-	// WriteTx, if set, runs each write's transaction in place of a
-	// transaction begun on DB, so that the write takes its turn with the
-	// queue's other writers (queue.Queue.WriteTx) instead of meeting a
-	// claim in SQLite's busy handler. Optional: default DB.BeginTx.
-	WriteTx func(ctx context.Context, fn func(tx *sql.Tx) error) error
 	// Logger receives write failures at warn. Default slog.Default().
 	Logger *slog.Logger
 	// StopFlushTimeout bounds the final flush when Run's context ends, also
@@ -61,8 +67,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.DB == nil {
-		return errors.New("stats config: DB is required")
+	if c.Store == nil {
+		return errors.New("stats config: Store is required")
 	}
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
@@ -362,44 +368,19 @@ func (r *Recorder) write(ctx context.Context, all bool) error {
 	if len(tasks) == 0 && len(backlog) == 0 && cutoff == 0 {
 		return nil
 	}
-	err := r.store(ctx, func(tx *sql.Tx) error {
-		if len(tasks) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `
-				INSERT INTO snappea_stats (minute, task, finished, failures, total_ns, max_ns)
-				VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (minute, task) DO UPDATE SET
-					finished = finished + excluded.finished,
-					failures = failures + excluded.failures,
-					total_ns = total_ns + excluded.total_ns,
-					max_ns   = max(max_ns, excluded.max_ns)`)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			for _, e := range tasks {
-				if _, err := stmt.ExecContext(ctx, e.minute, e.task, e.finished, e.failures,
-					int64(e.total), int64(e.max)); err != nil {
-					return err
-				}
-			}
-		}
-		for m, n := range backlog {
-			if _, err := tx.ExecContext(ctx, `
-				INSERT INTO snappea_stats_backlog (minute, pending) VALUES (?, ?)
-				ON CONFLICT (minute) DO UPDATE SET pending = excluded.pending`, m, n); err != nil {
-				return err
-			}
-		}
-		if cutoff != 0 {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM snappea_stats WHERE minute < ?`, cutoff); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM snappea_stats_backlog WHERE minute < ?`, cutoff); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	rows := make([]snappea.StatsRow, 0, len(tasks)+len(backlog))
+	for _, e := range tasks {
+		rows = append(rows, snappea.StatsRow{Minute: time.Unix(e.minute, 0), Task: e.task, Count: e.finished,
+			Failures: e.failures, Total: e.total, Max: e.max})
+	}
+	for m, n := range backlog {
+		rows = append(rows, snappea.StatsRow{Minute: time.Unix(m, 0), Backlog: n})
+	}
+	var before time.Time // zero: prune nothing
+	if cutoff != 0 {
+		before = time.Unix(cutoff, 0)
+	}
+	err := r.cfg.Store.AddStats(ctx, rows, before)
 	if err == nil {
 		r.log.Debug("task statistics written", "rows", len(tasks), "backlog_samples", len(backlog))
 		return nil
@@ -421,70 +402,17 @@ func (r *Recorder) write(ctx context.Context, all bool) error {
 		}
 	}
 	r.mu.Unlock()
-	return fmt.Errorf("write task statistics: %w", err)
+	return err
 }
 
-func (r *Recorder) store(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if r.cfg.WriteTx != nil {
-		return r.cfg.WriteTx(ctx, fn)
-	}
-	tx, err := r.cfg.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// Row is one minute's statistics for one task name. Its JSON form names
-// the durations' unit: total_ns, max_ns.
-type Row struct {
-	Minute   time.Time     `json:"minute"`   // the start of the minute
-	Task     string        `json:"task"`     // the task name; "" for a minute with a backlog sample but no finished task
-	Count    int64         `json:"count"`    // tasks that finished, whatever their outcome
-	Failures int64         `json:"failures"` // of those, the ones that failed, panicked or were discarded (see IsFailure)
-	Total    time.Duration `json:"total_ns"` // the sum of their run times
-	Max      time.Duration `json:"max_ns"`   // the longest run time
-	Backlog  int64         `json:"backlog"`  // pending tasks sampled when the minute was written; -1 if not sampled
-}
+// Row is one minute's statistics for one task name: the domain's
+// StatsRow. Its JSON form names the durations' unit: total_ns, max_ns.
+type Row = snappea.StatsRow
 
 // Read returns the rows of the minutes from the one containing since
 // onwards, ordered by minute, then task name.
-func Read(ctx context.Context, db *sql.DB, since time.Time) ([]Row, error) {
-	from := minuteOf(since)
-	rows, err := db.QueryContext(ctx, `
-		SELECT minute, task, finished, failures, total_ns, max_ns, coalesce(pending, -1) FROM (
-			SELECT s.minute, s.task, s.finished, s.failures, s.total_ns, s.max_ns, b.pending
-			FROM snappea_stats s LEFT JOIN snappea_stats_backlog b ON b.minute = s.minute
-			WHERE s.minute >= ?
-			UNION ALL
-			SELECT b.minute, '', 0, 0, 0, 0, b.pending
-			FROM snappea_stats_backlog b
-			WHERE b.minute >= ? AND NOT EXISTS (SELECT 1 FROM snappea_stats s WHERE s.minute = b.minute)
-		)
-		ORDER BY minute, task`, from, from)
-	if err != nil {
-		return nil, fmt.Errorf("read task statistics: %w", err)
-	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		var r Row
-		var minute, total, maxd int64
-		if err := rows.Scan(&minute, &r.Task, &r.Count, &r.Failures, &total, &maxd, &r.Backlog); err != nil {
-			return nil, fmt.Errorf("read task statistics: %w", err)
-		}
-		r.Minute = time.Unix(minute, 0)
-		r.Total, r.Max = time.Duration(total), time.Duration(maxd)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read task statistics: %w", err)
-	}
-	return out, nil
+func Read(ctx context.Context, store Store, since time.Time) ([]Row, error) {
+	return store.ReadStats(ctx, since)
 }
 
 // TaskSummary is one task name's statistics over a span of minutes. Its

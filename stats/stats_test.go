@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -17,16 +18,25 @@ import (
 
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/storage/sqlite"
 )
 
-func mustOpen(t testing.TB) *sql.DB {
+func mustOpen(t testing.TB) *sqlite.Backend {
 	t.Helper()
-	db, err := queue.OpenDB(context.Background(), filepath.Join(t.TempDir(), "snappea.db"), 5*time.Second)
+	return openIn(t, t.TempDir(), 5*time.Second)
+}
+
+// openIn opens the SQLite backend of the database in dir, closed at the
+// test's end.
+func openIn(t testing.TB, dir string, busy time.Duration) *sqlite.Backend {
+	t.Helper()
+	b, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "snappea.db"),
+		WakeupDir: filepath.Join(dir, "wakeup"), BusyTimeout: busy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 // clock is a settable Now, safe for concurrent use.
@@ -84,7 +94,7 @@ func mustNew(t testing.TB, cfg Config) *Recorder {
 	return r
 }
 
-func mustRead(t testing.TB, db *sql.DB, since time.Time) []Row {
+func mustRead(t testing.TB, db Store, since time.Time) []Row {
 	t.Helper()
 	rows, err := Read(context.Background(), db, since)
 	if err != nil {
@@ -117,10 +127,10 @@ func checkRows(t *testing.T, got, want []Row) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "DB") {
-		t.Errorf("New without DB: err = %v, want one naming DB", err)
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Store") {
+		t.Errorf("New without Store: err = %v, want one naming Store", err)
 	}
-	r := mustNew(t, Config{DB: mustOpen(t)})
+	r := mustNew(t, Config{Store: mustOpen(t)})
 	if r.cfg.Retention != DefaultRetention {
 		t.Errorf("default Retention = %v, want %v", r.cfg.Retention, DefaultRetention)
 	}
@@ -158,7 +168,7 @@ func TestRecorder_write(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon.Add(10 * time.Second))
-	r := mustNew(t, Config{DB: db, Now: clk.Now})
+	r := mustNew(t, Config{Store: db, Now: clk.Now})
 
 	finish(r, "a", foreman.Done, 10*time.Millisecond)
 	finish(r, "a", foreman.Failed, 30*time.Millisecond)
@@ -198,7 +208,7 @@ func TestRecorder_Flush_AddsUp(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon.Add(10 * time.Second))
-	r := mustNew(t, Config{DB: db, Now: clk.Now})
+	r := mustNew(t, Config{Store: db, Now: clk.Now})
 
 	finish(r, "a", foreman.Done, 20*time.Millisecond)
 	finish(r, "a", foreman.Failed, 10*time.Millisecond)
@@ -214,7 +224,7 @@ func TestRecorder_Flush_AddsUp(t *testing.T) {
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	restarted := mustNew(t, Config{DB: db, Now: clk.Now})
+	restarted := mustNew(t, Config{Store: db, Now: clk.Now})
 	finish(restarted, "a", foreman.Failed, 50*time.Millisecond)
 	if err := restarted.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -229,7 +239,7 @@ func TestRecorder_Backlog(t *testing.T) {
 	var backlog atomic.Int64
 	failBacklog := atomic.Bool{}
 	lg := &logs{}
-	r := mustNew(t, Config{DB: db, Now: clk.Now, Logger: slog.New(lg),
+	r := mustNew(t, Config{Store: db, Now: clk.Now, Logger: slog.New(lg),
 		Backlog: func(ctx context.Context) (int64, error) {
 			if failBacklog.Load() {
 				return 0, sql.ErrConnDone
@@ -288,7 +298,7 @@ func TestRecorder_Retention(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			db := mustOpen(t)
 			clk := newClock(noon)
-			r := mustNew(t, Config{DB: db, Now: clk.Now, Retention: c.retention,
+			r := mustNew(t, Config{Store: db, Now: clk.Now, Retention: c.retention,
 				Backlog: func(context.Context) (int64, error) { return 1, nil }})
 			finish(r, "old", foreman.Done, time.Millisecond)
 			if err := r.Flush(ctx); err != nil {
@@ -315,15 +325,15 @@ func TestRecorder_Retention(t *testing.T) {
 
 // failWrites makes every insert into the stats table fail until the
 // returned function is called.
-func failWrites(t *testing.T, db *sql.DB) (restore func()) {
+func failWrites(t *testing.T, b *sqlite.Backend) (restore func()) {
 	t.Helper()
-	if _, err := db.Exec(`CREATE TRIGGER fail_stats BEFORE INSERT ON snappea_stats
+	if _, err := b.DB().Exec(`CREATE TRIGGER fail_stats BEFORE INSERT ON snappea_stats
 		BEGIN SELECT RAISE(ABORT, 'disk on fire'); END`); err != nil {
 		t.Fatal(err)
 	}
 	return func() {
 		t.Helper()
-		if _, err := db.Exec(`DROP TRIGGER fail_stats`); err != nil {
+		if _, err := b.DB().Exec(`DROP TRIGGER fail_stats`); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -333,7 +343,7 @@ func TestRecorder_Flush_FailureKeepsCounts(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon.Add(10 * time.Second))
-	r := mustNew(t, Config{DB: db, Now: clk.Now, Backlog: func(context.Context) (int64, error) { return 5, nil }})
+	r := mustNew(t, Config{Store: db, Now: clk.Now, Backlog: func(context.Context) (int64, error) { return 5, nil }})
 
 	finish(r, "a", foreman.Done, 10*time.Millisecond)
 	restore := failWrites(t, db)
@@ -364,7 +374,7 @@ func TestRecorder_Flush_FailureDropsExpired(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon)
-	r := mustNew(t, Config{DB: db, Now: clk.Now, Retention: time.Hour})
+	r := mustNew(t, Config{Store: db, Now: clk.Now, Retention: time.Hour})
 	restore := failWrites(t, db)
 	finish(r, "old", foreman.Done, time.Millisecond)
 	if err := r.Flush(ctx); err == nil {
@@ -389,7 +399,7 @@ func TestRecorder_Finished_Concurrent(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon)
-	r := mustNew(t, Config{DB: db, Now: clk.Now})
+	r := mustNew(t, Config{Store: db, Now: clk.Now})
 	const goroutines, each = 8, 2000
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -440,13 +450,9 @@ func TestRecorder_Finished_Concurrent(t *testing.T) {
 // flushes the current minute when its context ends.
 func TestRecorder_Run(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db, err := queue.OpenDB(t.Context(), filepath.Join(t.TempDir(), "snappea.db"), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db := openIn(t, t.TempDir(), 5*time.Second)
 		lg := &logs{}
-		r := mustNew(t, Config{DB: db, Logger: slog.New(lg)})
+		r := mustNew(t, Config{Store: db, Logger: slog.New(lg)})
 		start := time.Now() // 2000-01-01 00:00 UTC in a bubble: a minute boundary
 		if start.Unix()%60 != 0 {
 			t.Fatalf("bubble starts at %v, not at a minute boundary", start)
@@ -495,7 +501,7 @@ func TestRecorder_Run(t *testing.T) {
 // A final flush that fails is Run's error: those counts are lost.
 func TestRecorder_Run_FinalFlushFails(t *testing.T) {
 	db := mustOpen(t)
-	r := mustNew(t, Config{DB: db})
+	r := mustNew(t, Config{Store: db})
 	failWrites(t, db)
 	finish(r, "a", foreman.Done, time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -552,7 +558,7 @@ func TestRecorder_untilNextWrite(t *testing.T) {
 }
 
 func BenchmarkRecorder_Finished(b *testing.B) {
-	r := mustNew(b, Config{DB: mustOpen(b)})
+	r := mustNew(b, Config{Store: mustOpen(b)})
 	tasks := []queue.Task{{Name: "email.send"}, {Name: "thumbnail"}, {Name: "digest.daily"}}
 	b.ReportAllocs()
 	i := 0
@@ -563,7 +569,7 @@ func BenchmarkRecorder_Finished(b *testing.B) {
 }
 
 func BenchmarkRecorder_Finished_Parallel(b *testing.B) {
-	r := mustNew(b, Config{DB: mustOpen(b)})
+	r := mustNew(b, Config{Store: mustOpen(b)})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		t := &queue.Task{Name: "email.send"}
@@ -578,7 +584,7 @@ func TestRecorder_Finished_ClockBack(t *testing.T) {
 	ctx := context.Background()
 	db := mustOpen(t)
 	clk := newClock(noon.Add(time.Minute + 10*time.Second))
-	r := mustNew(t, Config{DB: db, Now: clk.Now})
+	r := mustNew(t, Config{Store: db, Now: clk.Now})
 	finish(r, "a", foreman.Done, time.Millisecond)
 	clk.set(noon.Add(50 * time.Second))
 	finish(r, "a", foreman.Done, 2*time.Millisecond)
@@ -609,13 +615,9 @@ func TestRow_JSON(t *testing.T) {
 // after Config.StopFlushTimeout, not after the busy timeout, and says what
 // it could not write.
 func TestRecorder_Run_FinalFlushBoundedWhileLocked(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "snappea.db")
-	db, err := queue.OpenDB(t.Context(), path, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	other, err := queue.OpenDB(t.Context(), path, time.Minute)
+	dir := t.TempDir()
+	db := openIn(t, dir, time.Minute)
+	other, err := queue.OpenDB(t.Context(), filepath.Join(dir, "snappea.db"), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,7 +632,7 @@ func TestRecorder_Run_FinalFlushBoundedWhileLocked(t *testing.T) {
 	}
 	defer conn.ExecContext(context.Background(), `ROLLBACK`)
 
-	r := mustNew(t, Config{DB: db, StopFlushTimeout: 100 * time.Millisecond})
+	r := mustNew(t, Config{Store: db, StopFlushTimeout: 100 * time.Millisecond})
 	finish(r, "a", foreman.Done, time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -648,27 +650,25 @@ func TestRecorder_Run_FinalFlushBoundedWhileLocked(t *testing.T) {
 	}
 }
 
-// With WriteTx set, every write runs through it: the daemon passes the
-// queue's, so that statistics take their turn with the other writers.
-func TestRecorder_WriteTx(t *testing.T) {
+// Through a Queue, a write takes its turn with the queue's other writers:
+// the daemon passes its Queue as the Store.
+func TestRecorder_QueueStore(t *testing.T) {
 	ctx := context.Background()
 	q, err := queue.Open(ctx, queue.Config{Dir: filepath.Join(t.TempDir(), "data")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	calls := 0
 	clk := newClock(noon.Add(10 * time.Second))
-	r := mustNew(t, Config{DB: q.DB(), Now: clk.Now, WriteTx: func(ctx context.Context, fn func(*sql.Tx) error) error {
-		calls++
-		return q.WriteTx(ctx, fn)
-	}})
+	r := mustNew(t, Config{Store: q, Now: clk.Now})
 	finish(r, "a", foreman.Done, 10*time.Millisecond)
+	// Inside a write transaction of the queue's, the Recorder's write
+	// fails at once instead of waiting for itself.
+	if err := q.WriteTx(ctx, func(*sql.Tx) error { return r.Flush(ctx) }); !errors.Is(err, queue.ErrInsideInTx) {
+		t.Errorf("Flush inside the queue's WriteTx = %v, want ErrInsideInTx: the write does not take the queue's turn", err)
+	}
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if calls != 1 {
-		t.Errorf("WriteTx called %d times by Flush, want 1", calls)
-	}
-	checkRows(t, mustRead(t, q.DB(), time.Time{}), []Row{row(noon, "a", 1, 0, 10*time.Millisecond, 10*time.Millisecond, -1)})
+	checkRows(t, mustRead(t, q, time.Time{}), []Row{row(noon, "a", 1, 0, 10*time.Millisecond, 10*time.Millisecond, -1)})
 }

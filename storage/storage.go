@@ -45,6 +45,9 @@ type PendingTask struct {
 	EnqueuedAt  time.Time // when this attempt was enqueued
 }
 
+// Ready reports whether the task may be claimed now.
+func (p PendingTask) Ready() bool { return p.RunAt.IsZero() }
+
 // PendingFilter chooses the tasks Pending lists.
 type PendingFilter struct {
 	Task    string // if set, only tasks of that name

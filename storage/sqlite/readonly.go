@@ -1,4 +1,4 @@
-package queue
+package sqlite
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/snappea/snappea/migrations"
 	"golang.org/x/sys/unix"
@@ -17,7 +16,7 @@ import (
 // OpenReadOnly opens an existing queue database for reading only, as a
 // user who may read the data directory but not write it (a monitoring
 // account) can: it creates nothing, applies no migrations and writes
-// nothing; every write on the Queue fails with ErrReadOnly. The database
+// nothing; every write on the Queue fails with snappea.ErrReadOnly. The database
 // must exist and be at this snappea's schema. A user who may write it
 // still writes nothing, except that the last process to close a WAL
 // database removes its -wal and -shm files, as every snappea process does.
@@ -27,11 +26,11 @@ import (
 // needs only read access to it. When nothing has the database open the
 // file is gone, and SQLite must create it beside the database: a user who
 // may not write the directory then gets an error saying so.
-func OpenReadOnly(ctx context.Context, cfg Config) (*Queue, error) {
+func OpenReadOnly(ctx context.Context, cfg Config) (*Backend, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	path := cfg.DBPath
+	path := cfg.Path
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
@@ -64,18 +63,12 @@ func OpenReadOnly(ctx context.Context, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("database %s is at schema version %d, this snappea reads %d: a user who may write it upgrades it with 'snappea migrate'",
 			path, version, latest)
 	}
-	// Writes go to SQLite, which refuses them (query_only): ErrReadOnly.
-	q := &Queue{cfg: cfg, db: db, log: cfg.Logger, writeMu: newWriteLock(cfg.BusyTimeout), goneEvery: goneCheckEvery}
-	q.goneAt.Store(time.Now().UnixNano())
-	if q.dbFile, err = os.Stat(path); err != nil {
-		db.Close()
+	// Writes go to SQLite, which refuses them (query_only): snappea.ErrReadOnly.
+	b, err := newBackend(ctx, cfg, db, newWriteLock(cfg.BusyTimeout))
+	if err != nil {
 		return nil, fmt.Errorf("open database %s read-only: %w", path, err)
 	}
-	if err := q.prepare(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open database %s read-only: %w", path, err)
-	}
-	return q, nil
+	return b, nil
 }
 
 // readOnlyError explains why a reader could not open path: most often a

@@ -1,4 +1,4 @@
-package queue
+package sqlite
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/snappea/snappea"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,7 +106,7 @@ var ErrInsideInTx = errors.New("write called inside InTx on the same queue, whic
 
 // Lock waits for this process's turn, then for the database's, at most
 // for the busy timeout and until ctx ends. It fails with ErrInsideInTx,
-// ErrBusy or ctx's error, without the turn; on nil the caller must Unlock.
+// snappea.ErrBusy or ctx's error, without the turn; on nil the caller must Unlock.
 func (l *writeLock) Lock(ctx context.Context) error {
 	_, err := l.lock(ctx)
 	return err
@@ -130,7 +131,7 @@ func (l *writeLock) lock(ctx context.Context) (deadline time.Time, err error) {
 			t.Stop()
 			return time.Time{}, fmt.Errorf("wait for the write turn: %w", ctx.Err())
 		case <-t.C:
-			return time.Time{}, fmt.Errorf("%w (this process's other writes held the turn past the busy timeout, %v; a long InTx, or one waiting on a goroutine that writes?)", ErrBusy, l.wait)
+			return time.Time{}, fmt.Errorf("%w (this process's other writes held the turn past the busy timeout, %v; a long InTx, or one waiting on a goroutine that writes?)", snappea.ErrBusy, l.wait)
 		}
 	}
 	if l.f == nil {
@@ -172,7 +173,7 @@ func (l *writeLock) lock(ctx context.Context) (deadline time.Time, err error) {
 		now = time.Now()
 		if now.After(deadline) {
 			<-l.sem
-			return time.Time{}, fmt.Errorf("%w (other processes' writes held the turn past the busy timeout, %v)", ErrBusy, l.wait)
+			return time.Time{}, fmt.Errorf("%w (other processes' writes held the turn past the busy timeout, %v)", snappea.ErrBusy, l.wait)
 		}
 		if l.turns != nil {
 			if n := l.turns.Load(); n != last {
