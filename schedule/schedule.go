@@ -350,14 +350,15 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 
 // Store holds the schedules' state: a storage.Backend.
 type Store interface {
-	// Schedules lists the stored schedules by name.
-	Schedules(ctx context.Context) ([]snappea.ScheduleState, error)
+	// Schedules lists the stored schedules by name, in tx if it is not
+	// nil (see storage.Backend).
+	Schedules(ctx context.Context, tx *sql.Tx) ([]snappea.ScheduleState, error)
 }
 
 // readStates returns every stored schedule by name, and the names in
 // order.
-func readStates(ctx context.Context, st Store) (map[string]snappea.ScheduleState, []string, error) {
-	states, err := st.Schedules(ctx)
+func readStates(ctx context.Context, st Store, tx *sql.Tx) (map[string]snappea.ScheduleState, []string, error) {
+	states, err := st.Schedules(ctx, tx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -380,18 +381,15 @@ func (s *Scheduler) sync(ctx context.Context, entries []*entry) error {
 	was := make([]string, len(entries)) // the stored spec, if it changed
 	added := make([]bool, len(entries))
 	b := s.q.Backend()
-	// Read before the transaction (the interface reads on its own); a
-	// row is only ever created, reset or renamed here, never moved on, so
-	// what another scheduler does meanwhile is a tick taken, which a
-	// reset (the spec changed) means to drop anyway. A rename writes the
-	// due time read back: a tick taken in between by a scheduler with the
-	// old task name would be taken again.
-	rows, _, err := readStates(ctx, b)
-	if err != nil {
-		return err
-	}
-	// WriteTx: the writers' turn, and no wakeup (nothing is enqueued).
-	err = s.q.WriteTx(ctx, func(tx *sql.Tx) error {
+	// WriteTx: the writers' turn, and no wakeup (nothing is enqueued). The
+	// rows are read in the transaction, which keeps them from changing
+	// until it ends: a rename writes back the due time it read, and must
+	// not write over a tick another scheduler took meanwhile.
+	err := s.q.WriteTx(ctx, func(tx *sql.Tx) error {
+		rows, _, err := readStates(ctx, b, tx)
+		if err != nil {
+			return err
+		}
 		for i, e := range entries {
 			r, ok := rows[e.Name]
 			was[i], added[i] = "", !ok
@@ -599,7 +597,7 @@ type Entry struct {
 // is missing or holds another spec (Run has not started yet) shows the
 // next run Run would give it.
 func (s *Scheduler) List(ctx context.Context) ([]Entry, error) {
-	rows, _, err := readStates(ctx, s.q.Backend())
+	rows, _, err := readStates(ctx, s.q.Backend(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -626,7 +624,7 @@ func (s *Scheduler) List(ctx context.Context) ([]Entry, error) {
 // Queue's Backend), sorted by name, configured or not: what a scheduler
 // last recorded, without its configuration.
 func Read(ctx context.Context, st Store) ([]Entry, error) {
-	states, err := st.Schedules(ctx)
+	states, err := st.Schedules(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -135,8 +135,11 @@ type Backend interface {
 
 	// Schedules.
 
-	// Schedules lists the stored schedules by name.
-	Schedules(ctx context.Context) ([]snappea.ScheduleState, error)
+	// Schedules lists the stored schedules by name. In tx it reads what
+	// tx sees and keeps the rows from changing under it until tx ends
+	// (a scheduler reads, then writes back, in one transaction), so that
+	// a tick another daemon takes meanwhile is never written over.
+	Schedules(ctx context.Context, tx *sql.Tx) ([]snappea.ScheduleState, error)
 	// SaveSchedule creates or replaces a schedule's stored state.
 	SaveSchedule(ctx context.Context, tx *sql.Tx, s snappea.ScheduleState) error
 	// TakeTick moves schedule name's next tick from from to next and its

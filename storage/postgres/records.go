@@ -152,8 +152,16 @@ func (b *Backend) PruneFailures(ctx context.Context, before time.Time, keep int)
 // Schedules.
 
 // Schedules lists the stored schedules by name.
-func (b *Backend) Schedules(ctx context.Context) ([]snappea.ScheduleState, error) {
-	rs, err := b.db.QueryContext(ctx, b.q.schedules)
+func (b *Backend) Schedules(ctx context.Context, tx *sql.Tx) ([]snappea.ScheduleState, error) {
+	var rs *sql.Rows
+	var err error
+	if tx != nil {
+		// Locked until tx ends: another daemon's tick waits, and is then
+		// seen by this one's compare-and-set.
+		rs, err = tx.QueryContext(ctx, b.q.schedules+` FOR UPDATE`)
+	} else {
+		rs, err = b.db.QueryContext(ctx, b.q.schedules)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read schedules: %w", b.err(err))
 	}

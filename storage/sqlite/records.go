@@ -28,7 +28,12 @@ type querier interface {
 }
 
 // Schedules lists the stored schedules by name.
-func (b *Backend) Schedules(ctx context.Context) ([]snappea.ScheduleState, error) {
+func (b *Backend) Schedules(ctx context.Context, tx *sql.Tx) ([]snappea.ScheduleState, error) {
+	// A write transaction holds the database's write lock from its start
+	// (IMMEDIATE): nothing changes the rows while it lasts.
+	if tx != nil {
+		return b.schedules(ctx, tx)
+	}
 	return b.schedules(ctx, b.db)
 }
 

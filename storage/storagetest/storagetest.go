@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"Pending", testPending},
 		{"Schedules", testSchedules},
 		{"ScheduleTakers", testScheduleTakers},
+		{"ScheduleReadInTx", testScheduleReadInTx},
 		{"Stats", testStats},
 		{"Daemons", testDaemons},
 		{"Waker", testWaker},
@@ -585,7 +586,7 @@ func testSchedules(t *testing.T, b storage.Backend) {
 	if err := b.SaveSchedule(ctx, nil, snappea.ScheduleState{Name: "a", Spec: "@daily", Task: "x", Next: next}); err != nil {
 		t.Fatal(err)
 	}
-	ss, err := b.Schedules(ctx)
+	ss, err := b.Schedules(ctx, nil)
 	if err != nil || len(ss) != 2 || ss[0].Name != "a" || ss[1] != s && !(ss[1].Name == s.Name && ss[1].Next.Equal(next) &&
 		ss[1].Last.IsZero() && ss[1].Spec == s.Spec && ss[1].Task == s.Task) {
 		t.Fatalf("Schedules: got %+v, %v", ss, err)
@@ -619,7 +620,7 @@ func testSchedules(t *testing.T, b storage.Backend) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("rolled-back take: %v", err)
 	}
-	ss, err = b.Schedules(ctx)
+	ss, err = b.Schedules(ctx, nil)
 	if err != nil || !ss[1].Next.Equal(after) || !ss[1].Last.Equal(next) {
 		t.Errorf("schedule after a take and a rolled-back take: got %+v, %v; want next %v, last %v", ss, err, after, next)
 	}
@@ -628,9 +629,62 @@ func testSchedules(t *testing.T, b storage.Backend) {
 	if err := b.SaveSchedule(ctx, nil, s2); err != nil {
 		t.Fatal(err)
 	}
-	ss, _ = b.Schedules(ctx)
+	ss, _ = b.Schedules(ctx, nil)
 	if ss[1].Spec != s2.Spec || ss[1].Task != s2.Task || !ss[1].Next.Equal(base) || !ss[1].Last.Equal(next) {
 		t.Errorf("schedule after SaveSchedule replaced it: got %+v", ss[1])
+	}
+}
+
+// testScheduleReadInTx: schedules read in a transaction stay as read until
+// it ends. A scheduler reads a schedule, then writes it back renamed with
+// the due time it read: a tick another daemon takes meanwhile must wait for
+// that transaction, and then take the tick once, never be written over.
+func testScheduleReadInTx(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	if err := b.SaveSchedule(ctx, nil, snappea.ScheduleState{Name: "r", Spec: "@every 1m", Task: "old", Next: base}); err != nil {
+		t.Fatal(err)
+	}
+	read, release := make(chan struct{}), make(chan struct{})
+	renamed := make(chan error, 1)
+	go func() {
+		renamed <- b.WriteTx(ctx, func(tx *sql.Tx) error {
+			ss, err := b.Schedules(ctx, tx)
+			close(read)
+			if err != nil || len(ss) != 1 {
+				return fmt.Errorf("Schedules in a transaction: %+v, %v", ss, err)
+			}
+			<-release
+			ss[0].Task = "new"
+			return b.SaveSchedule(ctx, tx, ss[0])
+		})
+	}()
+	<-read
+	took := make(chan bool, 1)
+	tookErr := make(chan error, 1)
+	go func() {
+		tookErr <- b.WriteTx(ctx, func(tx *sql.Tx) error {
+			ok, err := b.TakeTick(ctx, tx, "r", base, base.Add(time.Minute), base)
+			took <- ok
+			return err
+		})
+	}()
+	select {
+	case ok := <-took:
+		close(release)
+		<-renamed
+		t.Fatalf("a tick was taken (%v) while another transaction had read the schedule and not yet written it back", ok)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-renamed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-tookErr; err != nil || !<-took {
+		t.Errorf("the tick after the rename's transaction: taken false, %v; want taken", err)
+	}
+	ss, err := b.Schedules(ctx, nil)
+	if err != nil || len(ss) != 1 || ss[0].Task != "new" || !ss[0].Next.Equal(base.Add(time.Minute)) {
+		t.Errorf("schedule after the rename and the take: %+v, %v; want task new, next %v", ss, err, base.Add(time.Minute))
 	}
 }
 
