@@ -246,6 +246,7 @@ type child struct {
 	idleSince  time.Time
 	retired    bool  // the pool asked it to exit (closed its socket)
 	sigkilled  bool  // the pool sent SIGKILL
+	wasReady   bool  // it announced it was ready
 	killReason error // the pool killed it, and why
 }
 
@@ -586,6 +587,7 @@ func (p *Pool) ready(c *child) {
 	if c.state != Starting {
 		return
 	}
+	c.wasReady = true
 	if p.closed {
 		p.retireLocked(c)
 		return
@@ -604,6 +606,11 @@ func (p *Pool) exited(c *child) {
 	case c.killReason != nil:
 		if !p.closed {
 			p.owed++
+		}
+		if !c.wasReady {
+			// It never became ready: back off as for a death.
+			p.failures++
+			p.lastFail = time.Now()
 		}
 	case !c.retired:
 		p.counts.Deaths++
@@ -795,6 +802,9 @@ func (p *Pool) run(ctx context.Context, c *child, j *Job) (res Result, alive boo
 		case <-ctxDone:
 			ctxDone = nil
 			writeFrame(c.w, &frame{Op: opCancel, ID: j.ID})
+			// Grace counts from the cancel, unless the job's own timeout
+			// had passed already. A caller that puts the task's timeout
+			// on ctx (as the foreman does) gets a timeout, not a cancel.
 			if hard == nil || time.Until(start.Add(j.Timeout)) > 0 {
 				if hard != nil {
 					hard.Stop()
@@ -802,6 +812,9 @@ func (p *Pool) run(ctx context.Context, c *child, j *Job) (res Result, alive boo
 				hard = time.NewTimer(p.cfg.Grace)
 				hardC = hard.C
 				reason = ErrIgnoredCancel
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					reason = ErrTimedOut
+				}
 			}
 		case <-hardC:
 			hardC = nil

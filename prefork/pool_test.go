@@ -568,3 +568,36 @@ func TestServeChild_notAChild(t *testing.T) {
 		t.Errorf("ServeChild: %v, want an error saying it is started by the pool", err)
 	}
 }
+
+// A child that never says it is ready is killed after StartTimeout, and
+// replaced with backoff.
+func TestPool_startTimeout(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	p := startPool(t, prefork.Config{Min: 1, Max: 1, StartTimeout: 100 * time.Millisecond, KillWait: 100 * time.Millisecond,
+		Command: func() *exec.Cmd { return exec.Command(sleep, "60") }})
+	waitFor(t, "two children killed for not becoming ready", func() bool {
+		s := p.Snapshot()
+		return s.Kills >= 2 && s.Starts >= 2
+	})
+	if s := p.Snapshot(); s.Deaths != 0 || countState(s, prefork.Idle) != 0 {
+		t.Errorf("snapshot = %+v, want no deaths (they were killed) and no idle child", s)
+	}
+}
+
+// A job whose caller's context carries the task's deadline, as the
+// foreman's does, is reported as timed out when its child is killed.
+func TestPool_Do_deadlineOnContext(t *testing.T) {
+	p := startPool(t, prefork.Config{Min: 1, Max: 1, Grace: 50 * time.Millisecond, KillWait: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res, err := p.Do(ctx, prefork.Job{ID: 1, Name: "block", Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != prefork.TimedOut || !errors.Is(res.Err, prefork.ErrTimedOut) {
+		t.Errorf("result = %v %v, want timed out", res.Outcome, res.Err)
+	}
+}
