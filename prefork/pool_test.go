@@ -587,13 +587,14 @@ func TestPool_startTimeout(t *testing.T) {
 	}
 }
 
-// A job whose caller's context carries the task's deadline, as the
-// foreman's does, is reported as timed out when its child is killed.
+// A job whose caller's context carries the task's deadline (as the
+// foreman's does, set when it claimed the task) is reported as timed out
+// when its child is killed, not as a cancel it ignored.
 func TestPool_Do_deadlineOnContext(t *testing.T) {
 	p := startPool(t, prefork.Config{Min: 1, Max: 1, Grace: 50 * time.Millisecond, KillWait: 100 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	res, err := p.Do(ctx, prefork.Job{ID: 1, Name: "block", Timeout: 100 * time.Millisecond})
+	res, err := p.Do(ctx, prefork.Job{ID: 1, Name: "block"})
 	if err != nil {
 		t.Fatal(err)
 	}
