@@ -177,6 +177,13 @@ func countState(s prefork.Snapshot, st prefork.State) int {
 	return n
 }
 
+// reaped reports whether this process's child pid is gone and reaped: no
+// zombie left.
+func reaped(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return os.IsNotExist(err)
+}
+
 // gone reports whether pid has exited (no such process, or a zombie that
 // its new parent has not reaped yet).
 func gone(pid int) bool {
