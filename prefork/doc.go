@@ -72,6 +72,8 @@
 // SIGKILL KillWait later, and reaps every one. Cancelling Run's context
 // does the same with no grace.
 //
+// [Pool.Recycle] replaces every child (busy ones after their job), for a
+// reload; [Pool.SetLimits] changes Min and Max while the pool runs.
 // [Pool.Snapshot] lists each child (pid, state, running task, RSS, jobs
 // done) and counts starts, deaths, kills and restarts, for status and
 // metrics.

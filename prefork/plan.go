@@ -32,7 +32,8 @@ type decision struct {
 //   - retire idle children above Min once they have been idle for Idle,
 //     counted from when they became idle, so a child just started, or
 //     just used, is never the one retired (hysteresis);
-//   - never retire while anyone waits.
+//   - never retire while anyone waits;
+//   - above Max (after SetLimits lowered it), retire idle children at once.
 func decide(c *Config, v view) decision {
 	var d decision
 	soonest := func(t time.Time) {
@@ -60,19 +61,26 @@ func decide(c *Config, v view) decision {
 			d.start = true
 		}
 	}
-	if c.Idle > 0 && v.waiters == 0 {
-		excess := v.alive - c.Min
-		for _, since := range v.idleSince {
-			if excess <= 0 {
-				break
-			}
-			if end := since.Add(c.Idle); end.After(v.now) {
-				soonest(end)
-				break
-			}
+	excess, overMax := v.alive-c.Min, v.alive-c.Max
+	for _, since := range v.idleSince {
+		if excess <= 0 {
+			break
+		}
+		if overMax > 0 { // Max was lowered: no need to wait
 			d.retire++
 			excess--
+			overMax--
+			continue
 		}
+		if c.Idle <= 0 || v.waiters > 0 {
+			break
+		}
+		if end := since.Add(c.Idle); end.After(v.now) {
+			soonest(end)
+			break
+		}
+		d.retire++
+		excess--
 	}
 	return d
 }

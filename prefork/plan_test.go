@@ -32,6 +32,7 @@ func TestDecide(t *testing.T) {
 		{"idle above Min, not expired: wake then", view{alive: 3, idleSince: []time.Time{ago(20 * time.Second), ago(time.Second), ago(time.Second)}}, decision{wake: t0.Add(40 * time.Second)}},
 		{"never below Min", view{alive: 4, idleSince: []time.Time{ago(time.Hour), ago(time.Hour), ago(time.Hour), ago(time.Hour)}}, decision{retire: 2}},
 		{"busy ones count toward Min", view{alive: 3, idleSince: []time.Time{ago(time.Hour)}}, decision{retire: 1}},
+		{"above Max: retire idle ones at once", view{alive: 6, idleSince: []time.Time{ago(time.Second), t0, t0}}, decision{retire: 2, wake: t0.Add(time.Minute)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

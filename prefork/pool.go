@@ -244,6 +244,7 @@ type child struct {
 	job        *Job
 	tasks      int64
 	idleSince  time.Time
+	gen        int   // the pool's generation when it started, see Recycle
 	retired    bool  // the pool asked it to exit (closed its socket)
 	sigkilled  bool  // the pool sent SIGKILL
 	wasReady   bool  // it announced it was ready
@@ -272,8 +273,7 @@ type Pool struct {
 	lastGrow time.Time       // the last start above Min
 	owed     int             // replacements owed for children that died or were killed
 	counts   Counters        //
-	stopped  chan struct{}   // closed when Run returns
-	_        [0]func()       // not comparable
+	gen      int             // incremented by Recycle
 }
 
 // Counters count the pool's children since New.
@@ -461,6 +461,10 @@ func (p *Pool) start(reqs chan<- startReq) (*child, error) {
 	defer mine.Close()   // FileConn keeps a duplicate
 	defer theirs.Close() // the child has its own copy once started
 
+	// The generation before Command: a Recycle after this retires it.
+	p.mu.Lock()
+	gen := p.gen
+	p.mu.Unlock()
 	cmd := p.cfg.Command()
 	if cmd == nil {
 		return nil, errors.New("start worker process: Config.Command returned nil")
@@ -496,6 +500,7 @@ func (p *Pool) start(reqs chan<- startReq) (*child, error) {
 		return nil, fmt.Errorf("start worker process %s: %w", cmd.Path, err)
 	}
 	return &child{
+		gen:     gen,
 		pid:     cmd.Process.Pid,
 		cmd:     cmd,
 		conn:    conn,
@@ -902,6 +907,12 @@ func (p *Pool) release(c *child, alive bool) {
 	case c.state == Retiring:
 	case p.closed:
 		p.retireLocked(c)
+	case c.gen != p.gen:
+		p.log.Debug("retiring worker process", "pid", c.pid, "reason", "recycle")
+		p.retireLocked(c)
+	case p.aliveLocked() > p.cfg.Max:
+		p.log.Debug("retiring worker process", "pid", c.pid, "reason", "above max")
+		p.retireLocked(c)
 	case p.cfg.MaxTasksPerProc > 0 && c.tasks >= int64(p.cfg.MaxTasksPerProc):
 		p.log.Debug("retiring worker process", "pid", c.pid, "tasks_done", c.tasks, "reason", "max tasks")
 		p.retireLocked(c)
@@ -911,6 +922,37 @@ func (p *Pool) release(c *child, alive bool) {
 	default:
 		p.handOrIdleLocked(c)
 	}
+}
+
+// Recycle replaces every child: idle and starting ones are retired at
+// once, busy ones after their current job, and Run starts new ones from
+// Config.Command. On a reload (SIGHUP) this brings up children of the new
+// binary while the old ones finish what they run.
+func (p *Pool) Recycle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	for c := range p.children {
+		if c.state == Idle || c.state == Starting {
+			p.retireLocked(c)
+		}
+	}
+	p.notifyLocked()
+}
+
+// SetLimits changes Min and Max while the pool runs (0 and negative mean
+// what they mean in Config). Children above a lower Max retire when idle;
+// more start for a higher Min at once.
+func (p *Pool) SetLimits(minProcs, maxProcs int) error {
+	c := Config{Command: p.cfg.Command, Min: minProcs, Max: maxProcs}
+	if err := c.setDefaults(); err != nil {
+		return fmt.Errorf("set limits: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.Min, p.cfg.Max = c.Min, c.Max
+	p.notifyLocked()
+	return nil
 }
 
 // ShutdownStats says how Shutdown ended.

@@ -602,3 +602,58 @@ func TestPool_Do_deadlineOnContext(t *testing.T) {
 		t.Errorf("result = %v %v, want timed out", res.Outcome, res.Err)
 	}
 }
+
+// Recycle (a reload): the idle child is replaced at once, the busy one
+// after its job, which completes.
+func TestPool_Recycle(t *testing.T) {
+	p := startPool(t, prefork.Config{Min: 2, Max: 2})
+	waitFor(t, "2 idle children", func() bool { return countState(p.Snapshot(), prefork.Idle) == 2 })
+	old := pidsOf(p.Snapshot())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan prefork.Result, 1)
+	go func() {
+		res, _ := p.Do(ctx, prefork.Job{ID: 1, Name: "wait"})
+		got <- res
+	}()
+	waitFor(t, "a busy child", func() bool { return countState(p.Snapshot(), prefork.Busy) == 1 })
+	p.Recycle()
+	isOld := func(pid int) bool { return pid == old[0] || pid == old[1] }
+	waitFor(t, "a new idle child beside the busy old one", func() bool {
+		s := p.Snapshot()
+		for _, c := range s.Procs {
+			if c.State == prefork.Idle && !isOld(c.PID) {
+				return countState(s, prefork.Busy) == 1
+			}
+		}
+		return false
+	})
+	cancel()
+	res := <-got
+	if !errors.Is(res.Err, context.Canceled) || !isOld(res.PID) {
+		t.Errorf("the running job: %v %v on %d, want it to finish on its old child", res.Outcome, res.Err, res.PID)
+	}
+	waitFor(t, "2 new idle children", func() bool {
+		s := p.Snapshot()
+		return len(s.Procs) == 2 && countState(s, prefork.Idle) == 2 && !isOld(s.Procs[0].PID) && !isOld(s.Procs[1].PID)
+	})
+	if s := p.Snapshot(); s.Deaths != 0 || s.Kills != 0 {
+		t.Errorf("deaths, kills = %d, %d; want none", s.Deaths, s.Kills)
+	}
+}
+
+func TestPool_SetLimits(t *testing.T) {
+	p := startPool(t, prefork.Config{Min: 1, Max: 1})
+	waitFor(t, "1 idle child", func() bool { return countState(p.Snapshot(), prefork.Idle) == 1 })
+	if err := p.SetLimits(3, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 idle children", func() bool { return countState(p.Snapshot(), prefork.Idle) == 3 })
+	if err := p.SetLimits(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "back to 1 child", func() bool { return len(p.Snapshot().Procs) == 1 })
+	if err := p.SetLimits(2, 1); err == nil || !strings.Contains(err.Error(), "less than Min") {
+		t.Errorf("SetLimits(2, 1): %v, want an error saying Max is less than Min", err)
+	}
+}
