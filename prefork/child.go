@@ -63,6 +63,8 @@ func ServeChild(ctx context.Context, r Runner) error {
 	if err != nil || fd < 3 {
 		return fmt.Errorf("serve child: %s=%q is not a descriptor number of 3 or more", EnvFD, s)
 	}
+	// What the handler starts is not a child of the pool.
+	os.Unsetenv(EnvFD)
 	closeInherited(fd)
 	// Nothing the handler starts may inherit the socket, and a
 	// non-blocking descriptor lets Close interrupt a read.

@@ -111,6 +111,8 @@ type Config struct {
 	// Required. Leave ExtraFiles empty: the pool adds the socket as
 	// descriptor 3, sets EnvFD, Pdeathsig and WaitDelay, and keeps the
 	// tail of stderr (passing it on to the command's Stderr, if set).
+	// Stdin and Stdout are the command's own: nil is /dev/null; set
+	// Stdout to os.Stdout to see what handlers print.
 	Command func() *exec.Cmd
 	// Min is how many children are kept started and ready. 0: 1;
 	// negative: none (children start on demand).

@@ -2,6 +2,7 @@ package prefork
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -78,9 +79,19 @@ func readFrame(r *bufio.Reader) (*frame, error) {
 	if size > maxFrame {
 		return nil, fmt.Errorf("read frame: length %d is more than the limit of %d", size, maxFrame)
 	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("read frame: %w", io.ErrUnexpectedEOF)
+	var b []byte
+	if size <= 64<<10 {
+		b = make([]byte, size)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("read frame: %w", io.ErrUnexpectedEOF)
+		}
+	} else {
+		// Grow with what arrives, not with what the length claims.
+		var buf bytes.Buffer
+		if n, _ := io.CopyN(&buf, r, int64(size)); n < int64(size) {
+			return nil, fmt.Errorf("read frame: %w", io.ErrUnexpectedEOF)
+		}
+		b = buf.Bytes()
 	}
 	f := new(frame)
 	if err := json.Unmarshal(b, f); err != nil {
