@@ -3,6 +3,7 @@ package prefork_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"time"
@@ -30,6 +31,7 @@ func Example() {
 		Command: func() *exec.Cmd { return exec.Command(exe) },
 		Min:     1,
 		Max:     2,
+		Logger:  slog.New(slog.DiscardHandler), // the default logs the child's death
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -547,9 +547,8 @@ func TestNew_badConfig(t *testing.T) {
 // A command that cannot start is retried with backoff, and the pool stays
 // up; Shutdown still returns.
 func TestPool_startFails(t *testing.T) {
-	p := startPool(t, prefork.Config{Min: 1, Max: 1, Command: func() *exec.Cmd {
-		return exec.Command(filepath.Join(t.TempDir(), "missing"))
-	}})
+	missing := filepath.Join(t.TempDir(), "missing")
+	p := startPool(t, prefork.Config{Min: 1, Max: 1, Command: func() *exec.Cmd { return exec.Command(missing) }})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if _, err := p.Do(ctx, prefork.Job{Name: "noop"}); !errors.Is(err, context.DeadlineExceeded) {
