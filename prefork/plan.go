@@ -33,6 +33,7 @@ type decision struct {
 //     counted from when they became idle, so a child just started, or
 //     just used, is never the one retired (hysteresis);
 //   - never retire while anyone waits;
+//   - with children above Min all busy, look again after Idle;
 //   - above Max (after SetLimits lowered it), retire idle children at once.
 func decide(c *Config, v view) decision {
 	var d decision
@@ -62,6 +63,7 @@ func decide(c *Config, v view) decision {
 		}
 	}
 	excess, overMax := v.alive-c.Min, v.alive-c.Max
+	armed := false
 	for _, since := range v.idleSince {
 		if excess <= 0 {
 			break
@@ -77,10 +79,17 @@ func decide(c *Config, v view) decision {
 		}
 		if end := since.Add(c.Idle); end.After(v.now) {
 			soonest(end)
+			armed = true
 			break
 		}
 		d.retire++
 		excess--
+	}
+	// Children above Min are busy (or jobs wait): Run is not told when
+	// they go idle, or when the last waiter is served (that is every job),
+	// so it looks again Idle from now, the soonest one could retire.
+	if excess > 0 && !armed && c.Idle > 0 {
+		soonest(v.now.Add(c.Idle))
 	}
 	return d
 }

@@ -600,6 +600,7 @@ func (p *Pool) ready(c *child) {
 		return
 	}
 	p.handOrIdleLocked(c)
+	p.notifyLocked()
 }
 
 func (p *Pool) exited(c *child) {
@@ -637,7 +638,9 @@ func (p *Pool) exited(c *child) {
 }
 
 // handOrIdleLocked gives a ready child to the oldest waiting Do call, or
-// makes it idle.
+// makes it idle. It does not wake Run: these are the transitions of every
+// job, and none needs Run at once (a child that goes idle cannot retire
+// before Idle, and Run wakes Idle after it last saw one busy above Min).
 func (p *Pool) handOrIdleLocked(c *child) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
@@ -649,7 +652,6 @@ func (p *Pool) handOrIdleLocked(c *child) {
 		c.idleSince = time.Now()
 		p.idle = append(p.idle, c)
 	}
-	p.notifyLocked()
 }
 
 // retireLocked asks a child to exit by closing its socket.
@@ -735,8 +737,7 @@ func (p *Pool) acquire(ctx context.Context) (*child, error) {
 	if n := len(p.idle); n > 0 {
 		c := p.idle[n-1] // the most recently used: the others may retire
 		p.idle = p.idle[:n-1]
-		c.state = Busy
-		p.notifyLocked()
+		c.state = Busy // no notify: Run need not know (see handOrIdleLocked)
 		p.mu.Unlock()
 		return c, nil
 	}
