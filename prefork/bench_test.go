@@ -2,7 +2,11 @@ package prefork_test
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +29,8 @@ func BenchmarkPool_Do(b *testing.B) {
 					b.Fatalf("noop: %v %v %v", res.Outcome, res.Err, err)
 				}
 			}
+			pids := pidsOf(p.Snapshot())
+			parent0, child0 := selfCPU(), childrenCPU(pids)
 			b.ResetTimer()
 			start := time.Now()
 			if procs == 1 {
@@ -40,6 +46,36 @@ func BenchmarkPool_Do(b *testing.B) {
 				})
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+			// Where the time goes: CPU per task in this process (Do, the
+			// monitor, the runtime) and in the children (Serve, the handler).
+			b.ReportMetric(float64(selfCPU()-parent0)/float64(time.Microsecond)/float64(b.N), "parent-cpu-µs/task")
+			b.ReportMetric(float64(childrenCPU(pids)-child0)/float64(time.Microsecond)/float64(b.N), "child-cpu-µs/task")
 		})
 	}
+}
+
+// selfCPU is this process's user and system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// childrenCPU is the user and system CPU time of running processes, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func childrenCPU(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		// f[0] is field 3 (state): utime is field 14, stime 15.
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+st) * 10 * time.Millisecond
+	}
+	return total
 }
