@@ -3,6 +3,7 @@ package prefork_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -655,4 +656,42 @@ func TestPool_SetLimits(t *testing.T) {
 	if err := p.SetLimits(2, 1); err == nil || !strings.Contains(err.Error(), "less than Min") {
 		t.Errorf("SetLimits(2, 1): %v, want an error saying Max is less than Min", err)
 	}
+}
+
+// The snapshot's JSON is what status --json shows under procs.
+func TestPool_Snapshot_json(t *testing.T) {
+	p := startPool(t, prefork.Config{Min: 1, Max: 1, Grace: 10 * time.Millisecond, KillWait: 100 * time.Millisecond})
+	got := make(chan prefork.Result, 1)
+	go func() {
+		res, _ := p.Do(context.Background(), prefork.Job{ID: 42, Name: "block", Timeout: time.Millisecond})
+		got <- res
+	}()
+	waitFor(t, "job 42 to run", func() bool { return countState(p.Snapshot(), prefork.Busy) == 1 })
+	b, err := json.Marshal(p.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Procs []map[string]any `json:"procs"`
+		Kills *int64           `json:"kills"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Procs) != 1 || v.Kills == nil {
+		t.Fatalf("snapshot JSON %s: want one proc and the counters", b)
+	}
+	pr := v.Procs[0]
+	for key, want := range map[string]any{"state": "busy", "task_id": float64(42), "task": "block", "tasks_done": float64(0)} {
+		if pr[key] != want {
+			t.Errorf("procs[0].%s = %v, want %v (JSON %s)", key, pr[key], want, b)
+		}
+	}
+	if rss, _ := pr["rss_bytes"].(float64); rss <= 0 {
+		t.Errorf("procs[0].rss_bytes = %v, want more than 0", pr["rss_bytes"])
+	}
+	if pid, _ := pr["pid"].(float64); pid <= 0 {
+		t.Errorf("procs[0].pid = %v, want the child's pid", pr["pid"])
+	}
+	<-got
 }
