@@ -660,10 +660,12 @@ func TestPool_SetLimits(t *testing.T) {
 
 // The snapshot's JSON is what status --json shows under procs.
 func TestPool_Snapshot_json(t *testing.T) {
-	p := startPool(t, prefork.Config{Min: 1, Max: 1, Grace: 10 * time.Millisecond, KillWait: 100 * time.Millisecond})
+	p := startPool(t, prefork.Config{Min: 1, Max: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	got := make(chan prefork.Result, 1)
 	go func() {
-		res, _ := p.Do(context.Background(), prefork.Job{ID: 42, Name: "block", Timeout: time.Millisecond})
+		res, _ := p.Do(ctx, prefork.Job{ID: 42, Name: "wait"})
 		got <- res
 	}()
 	waitFor(t, "job 42 to run", func() bool { return countState(p.Snapshot(), prefork.Busy) == 1 })
@@ -682,7 +684,7 @@ func TestPool_Snapshot_json(t *testing.T) {
 		t.Fatalf("snapshot JSON %s: want one proc and the counters", b)
 	}
 	pr := v.Procs[0]
-	for key, want := range map[string]any{"state": "busy", "task_id": float64(42), "task": "block", "tasks_done": float64(0)} {
+	for key, want := range map[string]any{"state": "busy", "task_id": float64(42), "task": "wait", "tasks_done": float64(0)} {
 		if pr[key] != want {
 			t.Errorf("procs[0].%s = %v, want %v (JSON %s)", key, pr[key], want, b)
 		}
@@ -693,5 +695,6 @@ func TestPool_Snapshot_json(t *testing.T) {
 	if pid, _ := pr["pid"].(float64); pid <= 0 {
 		t.Errorf("procs[0].pid = %v, want the child's pid", pr["pid"])
 	}
+	cancel()
 	<-got
 }
