@@ -62,6 +62,20 @@ func init() {
 			return ctx.Err()
 		}
 	})
+	// untilfile holds its child until the test creates the file: a job
+	// that finishes when the test says, whatever the machine's load.
+	registry.Register(tasks, "untilfile", func(ctx context.Context, a struct{ Path string }) error {
+		for {
+			if _, err := os.Stat(a.Path); err == nil {
+				return nil
+			}
+			select {
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
 	reg("fail", func(context.Context) error { return errors.New("smtp down") })
 	reg("exit3", func(context.Context) error { os.Exit(3); return nil })
 	reg("panic", func(context.Context) error { panic("kaboom") })

@@ -351,29 +351,29 @@ func TestPool_minMaxIdle(t *testing.T) {
 		s := p.Snapshot()
 		return len(s.Procs) == 1 && s.Procs[0].State == prefork.Idle
 	})
+	gate := filepath.Join(t.TempDir(), "gate")
+	args, _ := json.Marshal(map[string]string{"Path": gate})
 	var wg sync.WaitGroup
-	pids := make(chan int, 6)
 	for i := range 6 {
 		wg.Go(func() {
-			res, err := p.Do(context.Background(), prefork.Job{ID: int64(i), Name: "sleep100"})
+			res, err := p.Do(context.Background(), prefork.Job{ID: int64(i), Name: "untilfile", Args: args})
 			if err != nil || res.Outcome != prefork.Done {
-				t.Errorf("sleep100: %v %v %v", res.Outcome, res.Err, err)
+				t.Errorf("untilfile: %v %v %v", res.Outcome, res.Err, err)
 			}
-			pids <- res.PID
 		})
 	}
+	// Six jobs: more children start, up to Max, and three jobs wait.
+	waitFor(t, "3 busy children and 3 jobs waiting", func() bool {
+		s := p.Snapshot()
+		return countState(s, prefork.Busy) == 3 && s.Waiting == 3
+	})
+	if s := p.Snapshot(); len(s.Procs) != 3 {
+		t.Errorf("%d children, want Max 3", len(s.Procs))
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
-	close(pids)
-	distinct := map[int]bool{}
-	for pid := range pids {
-		distinct[pid] = true
-	}
-	if len(distinct) < 2 || len(distinct) > 3 {
-		t.Errorf("6 waiting jobs ran on %d children, want 2 or 3 (more started, up to Max 3)", len(distinct))
-	}
-	if s := p.Snapshot(); len(s.Procs) > 3 {
-		t.Errorf("%d children, want at most Max 3", len(s.Procs))
-	}
 	waitFor(t, "idle children to retire down to Min 1", func() bool {
 		s := p.Snapshot()
 		return len(s.Procs) == 1 && s.Procs[0].State == prefork.Idle
@@ -386,36 +386,51 @@ func TestPool_Shutdown(t *testing.T) {
 	t.Run("drain", func(t *testing.T) {
 		p := startPool(t, prefork.Config{Min: 3, Max: 3})
 		waitFor(t, "3 idle children", func() bool { return countState(p.Snapshot(), prefork.Idle) == 3 })
+		gate := filepath.Join(t.TempDir(), "gate")
+		args, _ := json.Marshal(map[string]string{"Path": gate})
 		results := make(chan prefork.Result, 3)
 		for i := range 3 {
 			go func() {
-				res, _ := p.Do(context.Background(), prefork.Job{ID: int64(i), Name: "sleep100"})
+				res, _ := p.Do(context.Background(), prefork.Job{ID: int64(i), Name: "untilfile", Args: args})
 				results <- res
 			}()
 		}
 		waitFor(t, "3 busy children", func() bool { return countState(p.Snapshot(), prefork.Busy) == 3 })
 		pids := pidsOf(p.Snapshot())
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		start := time.Now()
-		st, err := p.Shutdown(ctx)
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
+		type shut struct {
+			st  prefork.ShutdownStats
+			err error
 		}
-		if st.Drained != 3 || st.Terminated != 0 {
-			t.Errorf("stats = %+v, want 3 drained, none terminated", st)
+		done := make(chan shut, 1)
+		go func() {
+			st, err := p.Shutdown(ctx)
+			done <- shut{st, err}
+		}()
+		// Intake stops at once, while the three jobs still run.
+		waitFor(t, "Do to refuse work", func() bool {
+			_, err := p.Do(context.Background(), prefork.Job{Name: "noop"})
+			return errors.Is(err, prefork.ErrClosed)
+		})
+		if n := countState(p.Snapshot(), prefork.Busy); n != 3 {
+			t.Errorf("%d busy children after Shutdown began, want the 3 still running their jobs", n)
 		}
-		// Parallel: three 100ms jobs take about 100ms, not 300.
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("Shutdown took %v", d)
+		// All three finish together: they drain in parallel.
+		if err := os.WriteFile(gate, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sh := <-done
+		if sh.err != nil {
+			t.Fatalf("Shutdown: %v", sh.err)
+		}
+		if sh.st.Drained != 3 || sh.st.Terminated != 0 {
+			t.Errorf("stats = %+v, want 3 drained, none terminated", sh.st)
 		}
 		for range 3 {
 			if res := <-results; res.Outcome != prefork.Done {
 				t.Errorf("drained job: %v %v, want done", res.Outcome, res.Err)
 			}
-		}
-		if _, err := p.Do(context.Background(), prefork.Job{Name: "noop"}); !errors.Is(err, prefork.ErrClosed) {
-			t.Errorf("Do after Shutdown: %v, want ErrClosed", err)
 		}
 		for _, pid := range pids {
 			if !reaped(pid) {
