@@ -70,6 +70,11 @@ type daemon struct {
 	reloading bool // drain, then re-execute
 	checking  bool // a reload's check is running
 	hardStop  bool // running tasks were cancelled on request
+	// cancelCheck ends the running check's process: a stop wins over the
+	// reload it was for. checks is waited for before the daemon exits, so
+	// that no check outlives it, still using the data directory.
+	cancelCheck context.CancelFunc
+	checks      sync.WaitGroup
 }
 
 func (c *cmdEnv) runDaemon(ctx context.Context, f *runFlags) int {
@@ -255,6 +260,7 @@ func (d *daemon) run(ctx context.Context) int {
 	err = d.dm.Run(runCtx)
 	stopNotify()
 	<-notifyDone
+	d.checks.Wait() // a check still running was cancelled by the stop
 	if errors.Is(err, core.ErrDataDirGone) {
 		return ExitDataDirGone
 	}
@@ -422,6 +428,9 @@ func (d *daemon) stop(now bool, why string) {
 	first := !d.stopping
 	wasReloading := d.reloading && !d.stopping
 	d.stopping = true
+	if d.cancelCheck != nil {
+		d.cancelCheck()
+	}
 	hard := now && !d.hardStop
 	if now {
 		d.hardStop = true
@@ -486,11 +495,16 @@ func (d *daemon) tryReload(ctx context.Context) error {
 		return fmt.Errorf("%w: a reload is already under way", control.ErrConflict)
 	}
 	d.checking = true
+	ctx, d.cancelCheck = context.WithCancel(ctx)
+	d.checks.Add(1)
+	defer d.checks.Done()
 	d.mu.Unlock()
 	d.log.Info("reload: checking the program on disk with this daemon's flags", "program", d.exe)
 	err := d.checkNewProgram(ctx)
 	d.mu.Lock()
 	d.checking = false
+	d.cancelCheck()
+	d.cancelCheck = nil
 	if err == nil && d.stopping {
 		err = fmt.Errorf("%w: the daemon is stopping", control.ErrConflict)
 	}
