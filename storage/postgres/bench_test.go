@@ -47,6 +47,32 @@ func BenchmarkInsertBatch100(b *testing.B) {
 	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
 
+// BenchmarkInsertBatch20000Tx is the shape of `snappea enqueue --batch`
+// and of a large EnqueueMany: one Insert call of many rows, in a
+// transaction of the caller's.
+func BenchmarkInsertBatch20000Tx(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	rows := make([]storage.Row, 20_000)
+	for i := range rows {
+		rows[i] = storage.Row{Task: "bench", Args: []byte(`{"n":1}`), CreatedAt: time.Now()}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tx, err := be.DB().BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := be.Insert(ctx, tx, rows); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
 // prefill puts n ready tasks in the table, server-side.
 func prefill(b testing.TB, be *Backend, n int) {
 	b.Helper()
