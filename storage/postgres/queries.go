@@ -70,9 +70,13 @@ func newQueries(schema string) queries {
 		keyHolders: s(`SELECT key, id FROM @.tasks WHERE key = ANY($1::text[])`),
 		// ANY(ARRAY(...)): the subquery runs first, as one range of the
 		// claim index in order, locking the rows it takes and skipping those
-		// other claims hold; the delete then finds each by its primary key.
-		claim: s(`DELETE FROM @.tasks WHERE id = ANY(ARRAY(
-			SELECT id FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED))
+		// other claims hold; the delete then goes straight to each row by its
+		// ctid (a TID scan, not a search of the primary key: about half the
+		// statement's time for 100 rows). The ctid stays the row's: the lock
+		// keeps any other statement from updating or deleting it, and
+		// VACUUM removes only dead rows.
+		claim: s(`DELETE FROM @.tasks WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED))
 			RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`),
 		promote: s(`WITH p AS (UPDATE @.tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= $1 RETURNING 1)
 			SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM @.tasks WHERE run_at > $1)`),

@@ -64,8 +64,8 @@ const insertChunk = 5000
 // Insert writes rows, all or none, and notifies the daemons: the
 // notification is delivered when the rows commit (at once without tx, at
 // the caller's commit in tx), so Wake is not needed. Up to insertChunk
-// rows are one statement; more are several, in a transaction of the
-// backend's own without tx. A duplicate key (held by a pending task, or by
+// rows are one statement; more are several. Without tx, copyMin rows or
+// more are written in a transaction of the backend's own. A duplicate key (held by a pending task, or by
 // an earlier row of the same call) writes nothing for that row and reports
 // the holder.
 func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
@@ -78,7 +78,9 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 	switch {
 	case n == 1:
 		out, err = b.insertOne(ctx, tx, &rows[0])
-	case n > insertChunk && tx == nil:
+	case tx == nil && n >= copyMin:
+		// Several statements need a transaction to be all or none, and COPY
+		// needs one.
 		err = b.WriteTx(ctx, func(tx *sql.Tx) error {
 			var err error
 			out, err = b.insertChunks(ctx, tx, rows)
