@@ -23,11 +23,15 @@ func newQueries(schema string) queries {
 	s := func(q string) string { return strings.ReplaceAll(q, "@.", schema+".") }
 	return queries{
 		version: s(`SELECT coalesce(max(version), 0) FROM @.schema_migrations`),
-		// One statement for any number of rows. Ids are drawn first, in the
+		// One statement for a chunk with keys. Ids are drawn first, in the
 		// rows' order, so that each result row maps to its input even where a
 		// key makes the insert skip it; a skipped row's holder is looked up
 		// in the same statement, and NOTIFY is sent only if something was
-		// written (delivered at commit, folded within a transaction).
+		// written (delivered at commit, folded within a transaction). The ids
+		// written come first (ord 0), then every row in order: insertKeyed
+		// matches them up. (A join of the two in SQL is planned, once the
+		// statement's plan is generic, for the 10 rows unnest of a parameter
+		// is estimated at: a nested loop, quadratic in the rows.)
 		insert: s(`WITH r AS (
 			SELECT nextval((SELECT pg_get_serial_sequence('@.tasks', 'id'))::regclass) AS id, t.*
 			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::bigint[], $6::integer[],
@@ -42,9 +46,11 @@ func newQueries(schema string) queries {
 		), wake AS (
 			SELECT pg_notify($10, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row
 		)
-		SELECT r.id, ins.id IS NULL, CASE WHEN ins.id IS NULL THEN (SELECT h.id FROM @.tasks h WHERE h.key = r.key) END,
-		       (SELECT count(*) FROM wake)
-		FROM r LEFT JOIN ins ON ins.id = r.id ORDER BY r.ord`),
+		SELECT 0::bigint, id, NULL::bigint, (SELECT count(*) FROM wake) FROM ins
+		UNION ALL
+		SELECT r.ord, r.id, CASE WHEN r.key IS NOT NULL THEN (SELECT h.id FROM @.tasks h WHERE h.key = r.key) END, 0
+		FROM r
+		ORDER BY 1, 2`),
 		// Rows without keys, the common case of a large batch: every row is
 		// written, so no join maps results to rows (see insertPlain).
 		insertPlain: s(`WITH ins AS (

@@ -444,20 +444,24 @@ func (b *Backend) insertKeyed(ctx context.Context, tx *sql.Tx, c *columns, out [
 		return nil, err
 	}
 	defer rs.Close()
+	var written []int64 // ascending
 	for rs.Next() {
 		var (
-			id     int64
-			dup    bool
-			holder sql.NullInt64
-			woke   int64
+			ord, id, woke int64
+			holder        sql.NullInt64
 		)
-		if err := rs.Scan(&id, &dup, &holder, &woke); err != nil {
+		if err := rs.Scan(&ord, &id, &holder, &woke); err != nil {
 			return nil, err
 		}
-		if dup {
-			id = holder.Int64
+		if ord == 0 {
+			written = append(written, id)
+			continue
 		}
-		out = append(out, storage.Inserted{ID: id, Duplicate: dup})
+		if _, ok := slices.BinarySearch(written, id); ok {
+			out = append(out, storage.Inserted{ID: id})
+		} else {
+			out = append(out, storage.Inserted{ID: holder.Int64, Duplicate: true})
+		}
 	}
 	return out, rs.Err()
 }
