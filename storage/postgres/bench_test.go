@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,6 +69,25 @@ func BenchmarkInsertBatch20000Tx(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkInsertBatchKeyed5000 is one Insert call of 5,000 rows with
+// keys of their own: the statement that reports duplicates.
+func BenchmarkInsertBatchKeyed5000(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	rows := make([]storage.Row, 5000)
+	k := 0
+	for b.Loop() {
+		for i := range rows {
+			k++
+			rows[i] = storage.Row{Task: "bench", Args: []byte(`{"n":1}`), CreatedAt: time.Now(), Key: "k" + strconv.Itoa(k)}
+		}
+		if _, err := be.Insert(ctx, nil, rows); err != nil {
 			b.Fatal(err)
 		}
 	}
