@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/snappea/snappea/storage"
 )
 
@@ -45,6 +47,51 @@ func BenchmarkInsertBatch100(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkInsertBatch20000Tx is the shape of `snappea enqueue --batch`
+// and of a large EnqueueMany: one Insert call of many rows, in a
+// transaction of the caller's.
+func BenchmarkInsertBatch20000Tx(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	rows := make([]storage.Row, 20_000)
+	for i := range rows {
+		rows[i] = storage.Row{Task: "bench", Args: []byte(`{"n":1}`), CreatedAt: time.Now()}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tx, err := be.DB().BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := be.Insert(ctx, tx, rows); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkInsertBatchKeyed5000 is one Insert call of 5,000 rows with
+// keys of their own: the statement that reports duplicates.
+func BenchmarkInsertBatchKeyed5000(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	rows := make([]storage.Row, 5000)
+	k := 0
+	for b.Loop() {
+		for i := range rows {
+			k++
+			rows[i] = storage.Row{Task: "bench", Args: []byte(`{"n":1}`), CreatedAt: time.Now(), Key: "k" + strconv.Itoa(k)}
+		}
+		if _, err := be.Insert(ctx, nil, rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
 
 // prefill puts n ready tasks in the table, server-side.
@@ -179,4 +226,87 @@ func BenchmarkWakeRoundTrip(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// The floor benchmarks run the backend's statements on a *pgx.Conn of
+// their own, without database/sql and the backend's code around them:
+// what this machine and server allow at best, to compare the others with.
+
+func floorConn(b *testing.B, be *Backend) *pgx.Conn {
+	conn, err := pgx.ConnectConfig(context.Background(), be.conn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func BenchmarkFloorInsert(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	conn := floorConn(b, be)
+	var key *string
+	for b.Loop() {
+		var id int64
+		var woke bool
+		if err := conn.QueryRow(ctx, be.q.insertOne, "bench", `{"n":1}`, time.Now().UnixNano(), 0, 0, 1, 0, 0, key,
+			be.wakeChan).Scan(&id, &woke); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+func BenchmarkFloorClaim16(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	conn := floorConn(b, be)
+	const n = 16
+	prefill(b, be, b.N*n+depth)
+	b.ResetTimer()
+	for range b.N {
+		rows, err := conn.Query(ctx, be.q.claim, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for rows.Next() {
+			got++
+		}
+		if rows.Err() != nil || got != n {
+			b.Fatalf("claimed %d, %v", got, rows.Err())
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkFloorCopy20000 is BenchmarkInsertBatch20000Tx's ids and COPY
+// in one transaction, in one chunk.
+func BenchmarkFloorCopy20000(b *testing.B) {
+	be := mustOpen(b, Config{})
+	ctx := context.Background()
+	conn := floorConn(b, be)
+	const n = 20_000
+	rows := make([][]any, n)
+	for b.Loop() {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ids []int64
+		var woke bool
+		if err := tx.QueryRow(ctx, be.q.drawIDs, n, be.wakeChan).Scan(&ids, &woke); err != nil {
+			b.Fatal(err)
+		}
+		for i := range rows {
+			rows[i] = []any{ids[i], "bench", `{"n":1}`, int64(0), int32(0), int64(0), int32(1), int32(0), int64(0)}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{be.cfg.Schema, "tasks"}, copyColumns, pgx.CopyFromRows(rows)); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tasks/s")
 }

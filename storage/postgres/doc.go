@@ -17,11 +17,11 @@
 // The guarantees, and where they are enforced:
 //
 //   - At-most-once: Claim deletes the rows it returns in one statement
-//     (DELETE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP
+//     (DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... FOR UPDATE SKIP
 //     LOCKED LIMIT n)) RETURNING ...), so a task is handed to exactly
 //     one daemon, however many claim at once, and never more than n.
 //   - Wakeups: every insert sends NOTIFY on the channel <schema>_tasks in
-//     its own statement, so it is delivered when the transaction commits
+//     its own transaction, so it is delivered when the transaction commits
 //     (identical notifications of one transaction are folded) and never
 //     for a rollback; Wake is a no-op. The daemon's Waker listens on a
 //     connection of its own and, when that connection or the server goes
@@ -35,6 +35,12 @@
 //     up, and claim, promote and the next-due look-up each read one range
 //     of the claim index (run_at, priority DESC, id); a test checks
 //     their plans.
+//
+// Large inserts: an Insert call of many rows is written in chunks of
+// 5,000, all or none. A chunk without keys, of 1,000 rows or more, in a
+// transaction of this backend's pool (DB, or none: Insert then opens
+// one), is written with COPY on the transaction's own connection; in a
+// transaction of another *sql.DB, with INSERT ... SELECT FROM unnest.
 //
 // A URL's password is never printed: errors, logs and String show it as
 // xxxxx (see Redact).

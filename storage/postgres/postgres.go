@@ -131,6 +131,7 @@ type Backend struct {
 	cancChan string // the NOTIFY channel of cancel requests
 	q        queries
 	claimed  atomic.Int64 // tasks claimed since the last VACUUM
+	copies   atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -160,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		cancChan: cfg.Schema + "_cancel",
 	}
 	b.q = newQueries(pgx.Identifier{cfg.Schema}.Sanitize())
-	b.db = stdlib.OpenDB(*cc)
+	b.db = sql.OpenDB(connector{stdlib.GetConnector(*cc)})
 	b.db.SetMaxOpenConns(cfg.MaxOpenConns)
 	b.db.SetMaxIdleConns(cfg.MaxOpenConns)
 	if err := b.db.PingContext(ctx); err != nil {

@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/snappea/snappea"
@@ -53,11 +55,19 @@ func (b *Backend) on(tx *sql.Tx) execer {
 	return b.db
 }
 
-// Insert writes rows in one statement, all or none, and notifies the
-// daemons in it: the notification is delivered when the rows commit (at
-// once without tx, at the caller's commit in tx), so Wake is not needed.
-// A duplicate key (held by a pending task, or by an earlier row of the
-// same call) writes nothing for that row and reports the holder.
+// insertChunk is the most rows one statement writes. A larger call is
+// written in chunks of it, in one transaction: arrays of this size keep
+// each statement's memory and plan small, and past it a bigger chunk
+// gains nothing.
+const insertChunk = 5000
+
+// Insert writes rows, all or none, and notifies the daemons: the
+// notification is delivered when the rows commit (at once without tx, at
+// the caller's commit in tx), so Wake is not needed. Up to insertChunk
+// rows are one statement; more are several. Without tx, copyMin rows or
+// more are written in a transaction of the backend's own. A duplicate key (held by a pending task, or by
+// an earlier row of the same call) writes nothing for that row and reports
+// the holder.
 func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
 	if len(rows) == 0 {
 		return nil, nil
@@ -65,10 +75,19 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 	n := len(rows)
 	var out []storage.Inserted
 	var err error
-	if n == 1 {
+	switch {
+	case n == 1:
 		out, err = b.insertOne(ctx, tx, &rows[0])
-	} else {
-		out, err = b.insertMany(ctx, tx, rows)
+	case tx == nil && n >= copyMin:
+		// Several statements need a transaction to be all or none, and COPY
+		// needs one.
+		err = b.WriteTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			out, err = b.insertChunks(ctx, tx, rows)
+			return err
+		})
+	default:
+		out, err = b.insertChunks(ctx, tx, rows)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %d task(s): %w", n, b.err(err))
@@ -76,30 +95,65 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 	if len(out) != n {
 		return nil, fmt.Errorf("enqueue %d task(s): the database returned %d results", n, len(out))
 	}
-	// A holder not seen by the statement's snapshot: an earlier row of
-	// this batch, or a task committed by another producer while this
-	// statement ran.
+	if err := b.resolveHolders(ctx, tx, rows, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// resolveHolders fills in the holders that the statements' snapshots did
+// not see: an earlier row of the same statement, or a task committed by
+// another producer while the statement ran. The first come from out; the
+// others are read in one statement.
+func (b *Backend) resolveHolders(ctx context.Context, tx *sql.Tx, rows []storage.Row, out []storage.Inserted) error {
+	var written map[string]int64 // key -> id, of the rows written by this call
+	var missing []string
 	for i := range out {
 		if !out[i].Duplicate || out[i].ID != 0 {
 			continue
 		}
-		for j := range i {
-			if !out[j].Duplicate && rows[j].Key == rows[i].Key {
-				out[i].ID = out[j].ID
-				break
+		if written == nil {
+			written = make(map[string]int64)
+			for j := range out {
+				if !out[j].Duplicate && rows[j].Key != "" {
+					written[rows[j].Key] = out[j].ID
+				}
 			}
 		}
-		if out[i].ID != 0 {
+		if id, ok := written[rows[i].Key]; ok {
+			out[i].ID = id
 			continue
 		}
-		err := b.on(tx).QueryRowContext(ctx, b.q.keyHolder, rows[i].Key).Scan(&out[i].ID)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("enqueue %s: find the task holding its key: %w", rows[i].Task, b.err(err))
-		}
-		// ErrNoRows: the holder was claimed meanwhile; the row was a
-		// duplicate when written, and its id stays 0.
+		missing = append(missing, rows[i].Key)
 	}
-	return out, nil
+	if len(missing) == 0 {
+		return nil
+	}
+	rs, err := b.on(tx).QueryContext(ctx, b.q.keyHolders, missing)
+	if err != nil {
+		return fmt.Errorf("enqueue %d task(s): find the tasks holding their keys: %w", len(rows), b.err(err))
+	}
+	defer rs.Close()
+	holders := make(map[string]int64, len(missing))
+	for rs.Next() {
+		var key string
+		var id int64
+		if err := rs.Scan(&key, &id); err != nil {
+			return fmt.Errorf("enqueue %d task(s): find the tasks holding their keys: %w", len(rows), b.err(err))
+		}
+		holders[key] = id
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("enqueue %d task(s): find the tasks holding their keys: %w", len(rows), b.err(err))
+	}
+	// A key without a holder now: the holder was claimed meanwhile; the row
+	// was a duplicate when written, and its id stays 0.
+	for i := range out {
+		if out[i].Duplicate && out[i].ID == 0 {
+			out[i].ID = holders[rows[i].Key]
+		}
+	}
+	return nil
 }
 
 // Claim deletes up to n ready tasks, by priority then id, in one
@@ -283,72 +337,152 @@ func (b *Backend) Pending(ctx context.Context, f storage.PendingFilter) ([]stora
 	return out, nil
 }
 
-// insertMany writes rows with the statement of arrays.
-func (b *Backend) insertMany(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+// columns are a chunk of rows as the statements' arrays, reused from
+// chunk to chunk.
+type columns struct {
+	task, args                     []string
+	created, runAt, timeout        []int64
+	priority, attempt, maxAttempts []int32
+	key                            []*string
+	keyed                          bool // some row has a key
+}
+
+func (c *columns) fill(rows []storage.Row) {
 	n := len(rows)
-	var (
-		task     = make([]string, n)
-		args     = make([]string, n)
-		created  = make([]int64, n)
-		priority = make([]int32, n)
-		runAt    = make([]int64, n)
-		attempt  = make([]int32, n)
-		maxAtt   = make([]int32, n)
-		timeout  = make([]int64, n)
-		key      = make([]*string, n)
-	)
-	for i := range rows {
-		r := &rows[i]
-		task[i], args[i], created[i] = r.Task, string(r.Args), unixNano(r.CreatedAt)
-		priority[i], runAt[i] = int32(r.Priority), max(unixNano(r.RunAt), 0)
-		attempt[i], maxAtt[i], timeout[i] = int32(max(r.Attempt, 1)), int32(r.MaxAttempts), int64(r.Timeout)
-		if r.Key != "" {
-			key[i] = &r.Key
+	if cap(c.task) < n {
+		*c = columns{
+			task: make([]string, n), args: make([]string, n),
+			created: make([]int64, n), runAt: make([]int64, n), timeout: make([]int64, n),
+			priority: make([]int32, n), attempt: make([]int32, n), maxAttempts: make([]int32, n),
+			key: make([]*string, n),
 		}
 	}
-	out := make([]storage.Inserted, 0, n)
-	rs, err := b.on(tx).QueryContext(ctx, b.q.insert, task, args, created, priority, runAt, attempt, maxAtt,
-		timeout, key, b.wakeChan)
+	c.task, c.args, c.created, c.runAt, c.timeout = c.task[:n], c.args[:n], c.created[:n], c.runAt[:n], c.timeout[:n]
+	c.priority, c.attempt, c.maxAttempts, c.key = c.priority[:n], c.attempt[:n], c.maxAttempts[:n], c.key[:n]
+	c.keyed = false
+	for i := range rows {
+		r := &rows[i]
+		c.task[i], c.args[i], c.created[i] = r.Task, string(r.Args), unixNano(r.CreatedAt)
+		c.priority[i], c.runAt[i] = int32(r.Priority), max(unixNano(r.RunAt), 0)
+		c.attempt[i], c.maxAttempts[i], c.timeout[i] = int32(max(r.Attempt, 1)), int32(r.MaxAttempts), int64(r.Timeout)
+		c.key[i] = nil
+		if r.Key != "" {
+			c.key[i] = &r.Key
+			c.keyed = true
+		}
+	}
+}
+
+// insertChunks writes rows a chunk at a time, each chunk one statement:
+// the plain one where no row of the chunk has a key, else the one that
+// reports duplicates.
+func (b *Backend) insertChunks(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+	out := make([]storage.Inserted, 0, len(rows))
+	var c columns
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), insertChunk)]
+		rows = rows[len(chunk):]
+		c.fill(chunk)
+		var err error
+		switch copied := false; {
+		case c.keyed:
+			out, err = b.insertKeyed(ctx, tx, &c, out)
+		default:
+			if tx != nil && len(chunk) >= copyMin {
+				out, copied, err = b.insertCopy(ctx, tx, &c, out)
+			}
+			if !copied && err == nil {
+				out, err = b.insertPlain(ctx, tx, &c, out)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// insertPlain writes a chunk without keys, appending its ids to out in
+// the rows' order. Every row is written; the identity draws the ids in
+// the order of the rows, so the ids returned, sorted, are the rows'.
+func (b *Backend) insertPlain(ctx context.Context, tx *sql.Tx, c *columns, out []storage.Inserted) ([]storage.Inserted, error) {
+	rs, err := b.on(tx).QueryContext(ctx, b.q.insertPlain, c.task, c.args, c.created, c.priority, c.runAt,
+		c.attempt, c.maxAttempts, c.timeout, b.wakeChan)
 	if err != nil {
 		return nil, err
 	}
 	defer rs.Close()
+	first := len(out)
 	for rs.Next() {
-		var (
-			id     int64
-			dup    bool
-			holder sql.NullInt64
-			woke   int64
-		)
-		if err := rs.Scan(&id, &dup, &holder, &woke); err != nil {
+		var id, woke int64
+		if err := rs.Scan(&id, &woke); err != nil {
 			return nil, err
 		}
-		if dup {
-			id = holder.Int64
+		out = append(out, storage.Inserted{ID: id})
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	if len(out)-first != len(c.task) {
+		return nil, fmt.Errorf("the database returned %d ids for %d rows", len(out)-first, len(c.task))
+	}
+	written := out[first:]
+	if !slices.IsSortedFunc(written, byID) {
+		slices.SortFunc(written, byID)
+	}
+	return out, nil
+}
+
+func byID(a, b storage.Inserted) int { return cmp.Compare(a.ID, b.ID) }
+
+// insertKeyed writes a chunk with keys with the statement that maps each
+// row to its result, appending them to out in the rows' order.
+func (b *Backend) insertKeyed(ctx context.Context, tx *sql.Tx, c *columns, out []storage.Inserted) ([]storage.Inserted, error) {
+	rs, err := b.on(tx).QueryContext(ctx, b.q.insert, c.task, c.args, c.created, c.priority, c.runAt, c.attempt,
+		c.maxAttempts, c.timeout, c.key, b.wakeChan)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var written []int64 // ascending
+	for rs.Next() {
+		var (
+			ord, id, woke int64
+			holder        sql.NullInt64
+		)
+		if err := rs.Scan(&ord, &id, &holder, &woke); err != nil {
+			return nil, err
 		}
-		out = append(out, storage.Inserted{ID: id, Duplicate: dup})
+		if ord == 0 {
+			written = append(written, id)
+			continue
+		}
+		if _, ok := slices.BinarySearch(written, id); ok {
+			out = append(out, storage.Inserted{ID: id})
+		} else {
+			out = append(out, storage.Inserted{ID: holder.Int64, Duplicate: true})
+		}
 	}
 	return out, rs.Err()
 }
 
-// insertOne writes one row with plain parameters.
+// insertOne writes one row with plain parameters. No row back is a
+// duplicate; Insert then looks up its holder.
 func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]storage.Inserted, error) {
 	var key *string
 	if r.Key != "" {
 		key = &r.Key
 	}
 	var res storage.Inserted
-	var woke int64
+	var woke bool
 	err := b.on(tx).QueryRowContext(ctx, b.q.insertOne, r.Task, string(r.Args), unixNano(r.CreatedAt), r.Priority,
 		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan).
-		Scan(&res.ID, &res.Duplicate, &woke)
+		Scan(&res.ID, &woke)
 	if errors.Is(err, sql.ErrNoRows) {
-		// A duplicate whose holder committed after the statement began.
 		return []storage.Inserted{{Duplicate: true}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	return []storage.Inserted{res}, nil
-
 }
