@@ -651,7 +651,7 @@ func testScheduleReadInTx(t *testing.T, b storage.Backend) {
 			ss, err := b.Schedules(ctx, tx)
 			close(read)
 			if err != nil || len(ss) != 1 {
-				return fmt.Errorf("Schedules in a transaction: %+v, %v", ss, err)
+				return fmt.Errorf("read the schedules in a transaction: %+v, %v", ss, err)
 			}
 			<-release
 			ss[0].Task = "new"
