@@ -128,7 +128,7 @@ func (d *daemon) check(ctx context.Context) int {
 		fmt.Fprintf(d.c.Stderr, "snappea run --check: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(d.c.Stdout, "configuration OK; database %s\n", q.Config().DBPath)
+	fmt.Fprintf(d.c.Stdout, "configuration OK; database %s\n", f.data.where())
 	return ExitOK
 }
 
@@ -241,9 +241,12 @@ func (d *daemon) run(ctx context.Context) int {
 		defer stop()
 	}
 
-	log.Info("snappea started", "pid", os.Getpid(), "version", Version(), "db", qcfg.DBPath,
-		"wakeup_dir", qcfg.WakeupDir, "tasks", len(d.c.reg.Names()), "generation", d.generation,
-		"control_socket", d.socketPath())
+	where := []any{"db", qcfg.DBPath, "wakeup_dir", qcfg.WakeupDir}
+	if f.data.postgres() {
+		where = []any{"db", f.data.where()}
+	}
+	log.Info("snappea started", append(append([]any{"pid", os.Getpid(), "version", Version()}, where...), "tasks", len(d.c.reg.Names()), "generation", d.generation,
+		"control_socket", d.socketPath())...)
 	notifyCtx, stopNotify := context.WithCancel(ctx)
 	notifyDone := make(chan struct{})
 	go func() {

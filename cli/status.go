@@ -59,7 +59,7 @@ func (c *cmdEnv) statusCommand() command {
 				}
 				return code
 			}
-			writeStatus(c.Stdout, st, data.dbPath(), unknown)
+			writeStatus(c.Stdout, st, data.where(), unknown)
 			return code
 		},
 	}
@@ -281,7 +281,7 @@ func (c *cmdEnv) migrateCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea migrate: %v\n", err)
 				return ExitError
 			}
-			fmt.Fprintf(c.Stdout, "%s is at schema version %d\n", data.dbPath(), st.SchemaVersion)
+			fmt.Fprintf(c.Stdout, "%s is at schema version %d\n", data.where(), st.SchemaVersion)
 			return ExitOK
 		},
 	}
