@@ -17,8 +17,8 @@ import (
 	core "github.com/snappea/snappea/daemon"
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
-	"github.com/snappea/snappea/storage/postgres"
 	"github.com/snappea/snappea/registry"
+	"github.com/snappea/snappea/storage/postgres"
 )
 
 // Exit codes.

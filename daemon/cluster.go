@@ -53,7 +53,7 @@ func (c *cluster) row() storage.Daemon {
 	id := c.id
 	c.mu.Unlock()
 	return storage.Daemon{ID: id, Host: host, PID: os.Getpid(), Workers: s.Workers, Busy: s.Busy,
-		Paused: s.State == foreman.Paused,
+		Paused:     s.State == foreman.Paused,
 		Generation: int64(c.d.cfg.Reloads)}
 }
 

@@ -241,7 +241,7 @@ type Daemon struct {
 	log  *slog.Logger
 	q    *queue.Queue
 	lock *pidfile.Lock
-	own  bool // the lock was taken by New: Run releases it
+	own  bool            // the lock was taken by New: Run releases it
 	w    *wakeup.Watcher // the wakeup directory's watch, on SQLite
 	bw   storage.Waker   // the backend's waker elsewhere (PostgreSQL: LISTEN)
 	lite bool            // the queue is on SQLite: one daemon, local files
