@@ -1,0 +1,262 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to drop the test schemas
+)
+
+// pgDatabase is a schema of its own on the tests' PostgreSQL server,
+// dropped when the test ends. Without SNAPPEA_TEST_DATABASE_URL the test
+// skips.
+type pgDatabase struct {
+	url, schema string
+	secret      string // the URL's password, which nothing may print
+}
+
+// args are the data flags that put a command on the database.
+func (p pgDatabase) args() []string { return []string{"--database-url", p.url, "--schema", p.schema} }
+
+func newPGDatabase(t *testing.T) pgDatabase {
+	t.Helper()
+	raw := os.Getenv("SNAPPEA_TEST_DATABASE_URL")
+	if raw == "" {
+		t.Skip("no PostgreSQL server for the tests: set SNAPPEA_TEST_DATABASE_URL=postgres://user@host:port/dbname?sslmode=disable, or run .ci/run, which starts one")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("SNAPPEA_TEST_DATABASE_URL: %v", err)
+	}
+	// A password to look for in the output; a server that trusts local
+	// connections ignores it.
+	secret, ok := u.User.Password()
+	if !ok {
+		secret = "pw-" + randomHex(6)
+		u.User = url.UserPassword(u.User.Username(), secret)
+	}
+	p := pgDatabase{url: u.String(), schema: "snappea_it_" + randomHex(6), secret: secret}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", raw)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", p.schema, err)
+			return
+		}
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+p.schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", p.schema, err)
+		}
+	})
+	return p
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// pgStatus is what the tests read of `status --json` on PostgreSQL.
+type pgStatus struct {
+	Pending int64 `json:"pending"`
+	Daemons []struct {
+		ID       int64     `json:"id"`
+		Host     string    `json:"host"`
+		PID      int       `json:"pid"`
+		Workers  int       `json:"workers"`
+		Busy     int       `json:"busy"`
+		LastSeen time.Time `json:"last_seen"`
+		Gone     bool      `json:"gone"`
+	} `json:"daemons"`
+}
+
+func (p pgDatabase) status(t *testing.T, dir string) (pgStatus, string) {
+	t.Helper()
+	r := mustSnappea(t, append([]string{"status", "--json", "--dir", dir}, p.args()...)...)
+	var s pgStatus
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status --json printed %q: %v", r.stdout, err)
+	}
+	return s, r.stdout + r.stderr
+}
+
+// waitPGStatus polls `status --json` until cond holds.
+func (p pgDatabase) waitStatus(t *testing.T, dir string, timeout time.Duration, what string, cond func(pgStatus) bool) pgStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, out := p.status(t, dir)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last status\n%s", timeout, what, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestPostgres_producerProcess(t *testing.T) {
+	p := newPGDatabase(t)
+	dir := dataDir(t)
+	d := startDaemon(t, dir, append(p.args(), "--workers", "8")...)
+	const n = 300
+	r := mustSnappea(t, append([]string{"enqueue", "--dir", dataDir(t), "--count", fmt.Sprint(n), "snappea.noop"}, p.args()...)...)
+	enqueued := ids(t, r.stdout)
+	if len(enqueued) != n {
+		t.Fatalf("enqueue printed %d ids, want %d", len(enqueued), n)
+	}
+	d.waitUntil(60*time.Second, "every task to finish", func() bool { return d.count(isMsg("task done")) >= n })
+	done := taskIDs(d, "task done")
+	for _, id := range enqueued {
+		if done[id] != 1 {
+			t.Errorf("task %d ran %d times, want once", id, done[id])
+		}
+	}
+	if len(done) != n {
+		t.Errorf("%d distinct tasks ran, want %d", len(done), n)
+	}
+
+	s, out := p.status(t, dir)
+	host, _ := os.Hostname()
+	if len(s.Daemons) != 1 || s.Daemons[0].PID != d.pid() || s.Daemons[0].Host != host || s.Daemons[0].Workers != 8 || s.Daemons[0].Gone {
+		t.Errorf("status lists the daemons %+v, want the one daemon (pid %d on %s, 8 workers)", s.Daemons, d.pid(), host)
+	}
+	human := mustSnappea(t, append([]string{"status", "--dir", dir}, p.args()...)...)
+	if !strings.Contains(human.stdout, fmt.Sprint(d.pid())) || !strings.Contains(human.stdout, "DAEMON") {
+		t.Errorf("status does not list the daemon:\n%s", human.stdout)
+	}
+	d.stop()
+	if s, _ := p.status(t, dir); len(s.Daemons) != 0 {
+		t.Errorf("after a clean stop the daemons are %+v, want none", s.Daemons)
+	}
+	for what, text := range map[string]string{"the daemon's log": d.output(), "status": out + human.stdout + human.stderr,
+		"enqueue": r.stdout + r.stderr} {
+		if strings.Contains(text, p.secret) {
+			t.Errorf("%s shows the URL's password:\n%s", what, text)
+		}
+	}
+	if d.count(func(r record) bool { return r.msg() == "snappea started" && strings.Contains(r.str("db"), p.schema) }) != 1 {
+		t.Errorf("the start-up record does not name the database\n%s", d.output())
+	}
+}
+
+func TestPostgres_threeDaemonsFourProducers(t *testing.T) {
+	p := newPGDatabase(t)
+	const (
+		producers = 4
+		each      = 5000 // single-transaction enqueues per producer, as the issue asks
+		workers   = 8
+	)
+	dirs := make([]string, 3)
+	daemons := make([]*daemon, 3)
+	for i := range daemons {
+		dirs[i] = dataDir(t)
+		daemons[i] = startDaemon(t, dirs[i], append(p.args(), "--workers", fmt.Sprint(workers))...)
+	}
+	// status from one daemon's directory lists all three.
+	p.waitStatus(t, dirs[0], 30*time.Second, "the three daemons in status", func(s pgStatus) bool {
+		return len(s.Daemons) == 3
+	})
+
+	var wg sync.WaitGroup
+	results := make([]result, producers)
+	for i := range producers {
+		wg.Go(func() {
+			// One transaction per task, as web requests would.
+			results[i] = snappea(t, append([]string{"enqueue", "--dir", dataDir(t), "--count", fmt.Sprint(each), "snappea.sleep", `{"ms": 1}`}, p.args()...)...)
+		})
+	}
+
+	// Kill one daemon midway, while the producers still enqueue.
+	killed := daemons[1]
+	killed.waitUntil(2*time.Minute, "the daemon to run some tasks", func() bool { return killed.count(isMsg("task done")) >= 500 })
+	killed.signal(syscall.SIGKILL)
+	killed.wait(10 * time.Second)
+	wg.Wait()
+	var enqueued []int64
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("producer %d: exit %d\n%s", i, r.code, r.stderr)
+		}
+		enqueued = append(enqueued, ids(t, r.stdout)...)
+	}
+	if len(enqueued) != producers*each {
+		t.Fatalf("producers printed %d ids, want %d", len(enqueued), producers*each)
+	}
+
+	// The others go on: the queue drains and their running tasks finish.
+	p.waitStatus(t, dirs[0], 3*time.Minute, "the queue to drain", func(s pgStatus) bool { return s.Pending == 0 })
+	survivors := []*daemon{daemons[0], daemons[2]}
+	for _, d := range survivors {
+		d.waitUntil(time.Minute, "running tasks to finish", func() bool {
+			return d.count(isMsg("task done")) == d.count(isMsg("task started"))
+		})
+	}
+	// The killed daemon stopped heartbeating: it shows as gone.
+	p.waitStatus(t, dirs[0], time.Minute, "the killed daemon shown gone", func(s pgStatus) bool {
+		for _, d := range s.Daemons {
+			if d.PID == killed.pid() {
+				return d.Gone
+			}
+		}
+		return false
+	})
+	for _, d := range survivors {
+		d.stop()
+	}
+
+	startedKilled := taskIDs(killed, "task started")
+	doneKilled := taskIDs(killed, "task done")
+	ran := map[int64]int{}
+	for _, d := range survivors {
+		for id, n := range taskIDs(d, "task started") {
+			ran[id] += n
+			if startedKilled[id] != 0 {
+				t.Errorf("task %d started on the killed daemon and again on another", id)
+			}
+		}
+	}
+	for id, n := range doneKilled {
+		ran[id] += n
+	}
+	// A lost task was claimed (deleted) by the killed daemon: running at
+	// the kill, or claimed and not yet logged as started. A claim never
+	// takes more tasks than free workers, so at most its workers are lost.
+	var lost, lostUnlogged []int64
+	for _, id := range enqueued {
+		switch n := ran[id]; {
+		case n > 1:
+			t.Errorf("task %d ran %d times", id, n)
+		case n == 0:
+			lost = append(lost, id)
+			if startedKilled[id] == 0 {
+				lostUnlogged = append(lostUnlogged, id)
+			}
+		}
+	}
+	if len(lost) > workers {
+		t.Errorf("%d tasks lost (%v), more than the killed daemon's %d workers could hold; %d of them never started on it",
+			len(lost), lost, workers, len(lostUnlogged))
+	}
+	for id, n := range startedKilled {
+		if n != 1 {
+			t.Errorf("task %d started %d times on the killed daemon", id, n)
+		}
+	}
+	t.Logf("%d tasks; the killed daemon finished %d, the others %d and %d; %d lost (%d of them claimed but not yet logged as started)",
+		len(enqueued), len(doneKilled), len(taskIDs(daemons[0], "task done")), len(taskIDs(daemons[2], "task done")), len(lost), len(lostUnlogged))
+}
