@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -259,4 +261,85 @@ func TestPostgres_threeDaemonsFourProducers(t *testing.T) {
 	}
 	t.Logf("%d tasks; the killed daemon finished %d, the others %d and %d; %d lost (%d of them claimed but not yet logged as started)",
 		len(enqueued), len(doneKilled), len(taskIDs(daemons[0], "task done")), len(taskIDs(daemons[2], "task done")), len(lost), len(lostUnlogged))
+}
+
+// proxy forwards connections from a loopback port to the server at
+// target until the test ends.
+func proxy(t *testing.T, ln net.Listener, target string) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go io.Copy(s, c)
+				io.Copy(c, s)
+			}()
+		}
+	}()
+}
+
+func TestPostgres_serverDownAtStart(t *testing.T) {
+	p := newPGDatabase(t)
+	u, err := url.Parse(p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	// A port nothing listens on yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	u.Host = addr
+	down := pgDatabase{url: u.String(), schema: p.schema, secret: p.secret}
+
+	dir := dataDir(t)
+	d := launchDaemon(t, dir, down.args()...)
+	warn := d.waitFor(30*time.Second, "the daemon to say it cannot reach the server", isMsg("cannot reach the PostgreSQL server; retrying"))
+	if !strings.Contains(warn.str("err"), addr) {
+		t.Errorf("the warning %v does not name the server %s", warn, addr)
+	}
+	d.waitFor(30*time.Second, "a second attempt", func(r record) bool {
+		return r.msg() == "cannot reach the PostgreSQL server; retrying" && r.int("attempt") >= 2
+	})
+
+	// The server comes up: the daemon starts and runs tasks.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port %s was taken meanwhile: %v", addr, err)
+	}
+	proxy(t, ln, target)
+	d.waitFor(time.Minute, "the daemon to start once the server is up", isMsg("foreman started"))
+	enqueued := ids(t, mustSnappea(t, append([]string{"enqueue", "--dir", dataDir(t), "snappea.noop"}, p.args()...)...).stdout)
+	d.waitFor(30*time.Second, "the task to run", func(r record) bool {
+		return r.msg() == "task done" && r.int("task_id") == enqueued[0]
+	})
+	d.stop()
+	if strings.Contains(d.output(), p.secret) {
+		t.Errorf("the daemon's log shows the URL's password:\n%s", d.output())
+	}
+}
+
+func TestPostgres_stopWhileServerDown(t *testing.T) {
+	p := newPGDatabase(t)
+	d := launchDaemon(t, dataDir(t), "--database-url", "postgres://snappea:"+p.secret+"@127.0.0.1:1/postgres", "--schema", p.schema)
+	d.waitFor(30*time.Second, "the retry warning", isMsg("cannot reach the PostgreSQL server; retrying"))
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d after TERM while waiting for the server, want 0\n%s", code, d.output())
+	}
+	if strings.Contains(d.output(), p.secret) {
+		t.Errorf("the daemon's log shows the URL's password:\n%s", d.output())
+	}
 }
