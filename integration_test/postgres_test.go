@@ -343,3 +343,41 @@ func TestPostgres_stopWhileServerDown(t *testing.T) {
 		t.Errorf("the daemon's log shows the URL's password:\n%s", d.output())
 	}
 }
+
+func TestPostgres_cancelReachesTheDaemonRunningIt(t *testing.T) {
+	p := newPGDatabase(t)
+	dirs := []string{dataDir(t), dataDir(t)}
+	daemons := []*daemon{startDaemon(t, dirs[0], p.args()...), startDaemon(t, dirs[1], p.args()...)}
+	id := ids(t, mustSnappea(t, append([]string{"enqueue", "--dir", dataDir(t), "snappea.sleep", `{"ms": 600000}`}, p.args()...)...).stdout)[0]
+	started := func(d *daemon) bool {
+		return d.count(func(r record) bool { return r.msg() == "task started" && r.int("task_id") == id }) > 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	runner := -1
+	for runner < 0 {
+		for i, d := range daemons {
+			if started(d) {
+				runner = i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d did not start on either daemon", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Cancel from the other daemon's directory: the request goes through
+	// the database.
+	other := dirs[1-runner]
+	r := mustSnappea(t, append([]string{"cancel", "--dir", other, fmt.Sprint(id)}, p.args()...)...)
+	if !strings.Contains(r.stdout, "asked the daemons") {
+		t.Errorf("cancel printed %q", r.stdout)
+	}
+	daemons[runner].waitFor(30*time.Second, "the task to be cancelled", func(r record) bool {
+		return r.msg() == "task done" && r.int("task_id") == id && r.str("outcome") == "cancelled"
+	})
+	// Not running anywhere now: the request is sent and nothing happens.
+	mustSnappea(t, append([]string{"cancel", "--dir", other, fmt.Sprint(id)}, p.args()...)...)
+	for _, d := range daemons {
+		d.stop()
+	}
+}
