@@ -381,3 +381,53 @@ func TestPostgres_cancelReachesTheDaemonRunningIt(t *testing.T) {
 		d.stop()
 	}
 }
+
+func TestPostgres_scheduleWithThreeDaemonsAtOnce(t *testing.T) {
+	p := newPGDatabase(t)
+	file := everySecond(t)
+	daemons := make([]*daemon, 3)
+	for i := range daemons {
+		daemons[i] = startDaemon(t, dataDir(t), append(p.args(), "--schedules", file)...)
+	}
+	// Wait for several ticks fired among the three.
+	const want = 5
+	all := func() []tick {
+		var out []tick
+		for _, d := range daemons {
+			out = append(out, ticks(t, d)...)
+		}
+		return out
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(all()) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d ticks fired in a minute", len(all()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, d := range daemons {
+		d.stop()
+	}
+	seen := map[time.Time]int{}
+	for _, tk := range all() {
+		seen[tk.at]++
+	}
+	for at, n := range seen {
+		if n != 1 {
+			t.Errorf("tick %v fired %d times, want once", at, n)
+		}
+	}
+	// Every tick's task ran once, on one of the daemons.
+	ran := map[int64]int{}
+	for _, d := range daemons {
+		for id, n := range echoed(d) {
+			ran[id] += n
+		}
+	}
+	for _, tk := range all() {
+		if ran[tk.id] > 1 {
+			t.Errorf("the task %d of tick %v ran %d times", tk.id, tk.at, ran[tk.id])
+		}
+	}
+	t.Logf("%d ticks, fired by %d, %d and %d", len(seen), len(ticks(t, daemons[0])), len(ticks(t, daemons[1])), len(ticks(t, daemons[2])))
+}
