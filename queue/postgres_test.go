@@ -103,3 +103,14 @@ func TestOpen_databaseURLPasswordNotPrinted(t *testing.T) {
 		t.Errorf("error %q does not name the server", err)
 	}
 }
+
+func TestOpenReadOnly_databaseURL(t *testing.T) {
+	q, err := queue.OpenReadOnly(context.Background(), queue.Config{Dir: t.TempDir(), DatabaseURL: "postgres://nobody@127.0.0.1:1/none"})
+	if err == nil {
+		q.Close()
+		t.Fatal("OpenReadOnly with a DatabaseURL succeeded: it would have read an SQLite file instead")
+	}
+	if !strings.Contains(err.Error(), "only for SQLite") {
+		t.Errorf("error %q does not say why", err)
+	}
+}
