@@ -18,6 +18,7 @@ import (
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/schedule"
+	"github.com/snappea/snappea/storage"
 )
 
 func (c *cmdEnv) statusCommand() command {
@@ -65,7 +66,11 @@ func (c *cmdEnv) statusCommand() command {
 				}
 				return code
 			}
-			writeStatus(c.Stdout, st, data.where(), unknown)
+			where := data.where()
+			if st.Database != "" {
+				where = st.Database // the daemon's: right even when this command was given no URL
+			}
+			writeStatus(c.Stdout, st, where, unknown)
 			return code
 		},
 	}
@@ -131,6 +136,9 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 // addDaemons fills in st.Daemons: on PostgreSQL the table of daemons,
 // read from the database; on SQLite the local daemon, if it answered.
 func (c *cmdEnv) addDaemons(ctx context.Context, data *dataFlags, st *control.Status) error {
+	if st.Daemons != nil {
+		return nil // the daemon (on PostgreSQL) listed them
+	}
 	if !data.postgres() {
 		if st.Running {
 			host, _ := os.Hostname()
@@ -149,13 +157,19 @@ func (c *cmdEnv) addDaemons(ctx context.Context, data *dataFlags, st *control.St
 	if err != nil {
 		return fmt.Errorf("reading the table of daemons: %w", err)
 	}
-	st.Daemons = make([]control.Daemon, 0, len(ds))
+	st.Daemons = controlDaemons(ds)
+	return nil
+}
+
+// controlDaemons converts the table of daemons for status.
+func controlDaemons(ds []storage.Daemon) []control.Daemon {
+	out := make([]control.Daemon, 0, len(ds))
 	for _, d := range ds {
-		st.Daemons = append(st.Daemons, control.Daemon{ID: d.ID, Host: d.Host, PID: d.PID, StartedAt: d.Started,
+		out = append(out, control.Daemon{ID: d.ID, Host: d.Host, PID: d.PID, StartedAt: d.Started,
 			Workers: d.Workers, Busy: d.Busy, Paused: d.Paused, Generation: d.Generation, LastSeen: d.LastSeen,
 			Gone: d.Gone})
 	}
-	return nil
+	return out
 }
 
 // writeStatus prints st as a compact table.

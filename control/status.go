@@ -30,9 +30,13 @@ type Status struct {
 	// Daemons are the daemons sharing the database: on PostgreSQL every
 	// registered one, from the database (an empty list when none is);
 	// on SQLite the one local daemon when it answered, and omitted when
-	// none did. The daemon's control socket leaves it out: 'snappea
-	// status' fills it in.
+	// none did. A daemon on PostgreSQL fills it in; 'snappea status'
+	// fills in the rest.
 	Daemons []Daemon `json:"daemons,omitzero"`
+	// Database names the daemon's database, without a password: its
+	// SQLite file, or "PostgreSQL URL schema NAME". "" when no daemon
+	// answered.
+	Database string `json:"database,omitempty"`
 }
 
 // Daemon is one daemon of those sharing the database, as its last

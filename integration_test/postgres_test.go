@@ -173,6 +173,18 @@ func TestPostgres_threeDaemonsFourProducers(t *testing.T) {
 	p.waitStatus(t, dirs[0], 30*time.Second, "the three daemons in status", func(s pgStatus) bool {
 		return len(s.Daemons) == 3
 	})
+	// The same without the URL: the daemon of the directory lists them.
+	var bare pgStatus
+	r := mustSnappea(t, "status", "--json", "--dir", dirs[0])
+	if err := json.Unmarshal([]byte(r.stdout), &bare); err != nil {
+		t.Fatalf("status --json printed %q: %v", r.stdout, err)
+	}
+	if len(bare.Daemons) != 3 {
+		t.Errorf("status --json --dir without --database-url lists %d daemons, want 3:\n%s", len(bare.Daemons), r.stdout)
+	}
+	if human := mustSnappea(t, "status", "--dir", dirs[0]); !strings.Contains(human.stdout, p.schema) || strings.Contains(human.stdout, p.secret) {
+		t.Errorf("status without --database-url does not name the daemon's database (or shows its password):\n%s", human.stdout)
+	}
 
 	var wg sync.WaitGroup
 	results := make([]result, producers)
