@@ -26,7 +26,10 @@ func (c *cmdEnv) cancelCommand() command {
 						"task's context is cancelled through the daemon's control socket; the handler decides when\n"+
 						"it returns, and the task is neither retried nor recorded as failed. Exits 1 when the task\n"+
 						"is neither pending nor running: it has finished, was never queued, or failed and waits for\n"+
-						"a retry, which is a new task with its own id (the daemon logs it as retry_id).")
+						"a retry, which is a new task with its own id (the daemon logs it as retry_id).\n"+
+						"On PostgreSQL (--database-url) a task that is not pending is cancelled through the database:\n"+
+						"the request reaches whichever daemon runs it, on any host. No daemon answers for it, so the\n"+
+						"command cannot tell whether one ran it; it exits 0 once the request is sent.")
 				data.registerQueue(fs)
 				ctl.register(fs)
 			}
@@ -47,6 +50,15 @@ func (c *cmdEnv) cancelCommand() command {
 			// Pending first: a task claimed meanwhile is then running, and
 			// the daemon is asked next.
 			pending, err := q.Cancel(ctx, id)
+			if err == nil && !pending && data.postgres() {
+				err = q.Backend().RequestCancel(ctx, id)
+				q.Close()
+				if err != nil {
+					return c.fail("cancel", fmt.Errorf("task %d is not pending; asking the daemons to cancel it: %w", id, err))
+				}
+				fmt.Fprintf(c.Stdout, "task %d is not pending: asked the daemons to cancel it; the one running it, if any, cancels its context\n", id)
+				return ExitOK
+			}
 			q.Close()
 			if err != nil {
 				return c.fail("cancel", err)

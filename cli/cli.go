@@ -18,6 +18,7 @@ import (
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
+	"github.com/snappea/snappea/storage/postgres"
 )
 
 // Exit codes.
@@ -266,6 +267,7 @@ func withEnv(name, usage string) string {
 // dataFlags locate the data directory and its parts.
 type dataFlags struct {
 	dir, db, wakeupDir, pidfile string
+	databaseURL, schema         string
 	busyTimeout                 time.Duration
 	maxBacklog                  int
 	maxArgsSize                 byteSize
@@ -278,10 +280,23 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.pidfile, "pidfile", "", withEnv("pidfile", "pid file written by the daemon (default DIR/"+PIDFile+")"))
 }
 
+// postgres reports whether the queue is on PostgreSQL.
+func (d *dataFlags) postgres() bool { return d.databaseURL != "" }
+
+// where names the database for messages, without a password.
+func (d *dataFlags) where() string {
+	if d.postgres() {
+		return "PostgreSQL " + postgres.Redact(d.databaseURL) + " schema " + d.schema
+	}
+	return d.dbPath()
+}
+
 // registerQueue registers the data flags of a command that opens the
 // database, which also waits for other processes' write locks.
 func (d *dataFlags) registerQueue(fs *flag.FlagSet) {
 	d.register(fs)
+	fs.StringVar(&d.databaseURL, "database-url", "", withEnv("database-url", "PostgreSQL database to use instead of the SQLite file (postgres://user@host:port/dbname); DIR then holds only the daemon's lock, pidfile and socket"))
+	fs.StringVar(&d.schema, "schema", postgres.DefaultSchema, withEnv("schema", "PostgreSQL schema holding snappea's tables, with --database-url"))
 	d.busyTimeout = 5 * time.Second
 	fs.Var((*nonNegativeDuration)(&d.busyTimeout), "busy-timeout", withEnv("busy-timeout", "the longest (a `duration`) a write waits, in all, for other writers and the database's write lock before failing"))
 }
@@ -300,7 +315,8 @@ func (d *dataFlags) registerArgsSize(fs *flag.FlagSet) {
 
 func (d *dataFlags) queueConfig() queue.Config {
 	return queue.Config{Dir: d.dir, DBPath: d.db, WakeupDir: d.wakeupDir, BusyTimeout: d.busyTimeout,
-		MaxBacklog: d.maxBacklog, MaxArgsSize: int(d.maxArgsSize)}
+		MaxBacklog: d.maxBacklog, MaxArgsSize: int(d.maxArgsSize),
+		DatabaseURL: d.databaseURL, Schema: d.schema}
 }
 
 // byteSize is --max-args-size: a size (see parseSize) of at least one
@@ -344,8 +360,12 @@ func (d *dataFlags) pidPath() string {
 
 // openReading opens the queue read-only for a command that only reads it,
 // so that a user who may read the data directory but not write it (a
-// monitoring account) can: nothing is created or migrated.
+// monitoring account) can: nothing is created or migrated. PostgreSQL
+// has no such mode: its grants decide what a user may do.
 func (d *dataFlags) openReading(ctx context.Context) (*queue.Queue, error) {
+	if d.postgres() {
+		return queue.Open(ctx, d.queueConfig())
+	}
 	if _, err := os.Stat(d.dbPath()); err != nil {
 		return nil, fmt.Errorf("no snappea database at %s (is --dir right?): %w", d.dbPath(), err)
 	}
@@ -355,6 +375,9 @@ func (d *dataFlags) openReading(ctx context.Context) (*queue.Queue, error) {
 // openExisting opens the queue for a command that only looks at it: a
 // missing database is an error (most likely a wrong --dir), not a new one.
 func (d *dataFlags) openExisting(ctx context.Context) (*queue.Queue, error) {
+	if d.postgres() {
+		return queue.Open(ctx, d.queueConfig())
+	}
 	if _, err := os.Stat(d.dbPath()); err != nil {
 		return nil, fmt.Errorf("no snappea database at %s (is --dir right?): %w", d.dbPath(), err)
 	}
@@ -434,7 +457,8 @@ func formatDuration(d time.Duration) string {
 
 // QueueConfigFromEnv returns the queue.Config a daemon started with the same
 // environment would use: SNAPPEA_DIR, SNAPPEA_DB, SNAPPEA_WAKEUP_DIR and
-// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, SNAPPEA_MAX_BACKLOG and
+// SNAPPEA_BUSY_TIMEOUT, with the daemon's defaults, SNAPPEA_DATABASE_URL
+// and SNAPPEA_SCHEMA (PostgreSQL), SNAPPEA_MAX_BACKLOG and
 // SNAPPEA_MAX_ARGS_SIZE. A web server that opens
 // its queue this way writes where the daemon reads and wakes the directory
 // it watches. Pass os.Getenv.

@@ -73,6 +73,12 @@ func TestQueueConfigFromEnv(t *testing.T) {
 	if err != nil || cfg.Dir != "/d" || cfg.WakeupDir != "/w" || cfg.BusyTimeout != 250*time.Millisecond {
 		t.Errorf("from env = %+v, %v", cfg, err)
 	}
+	cfg, err = QueueConfigFromEnv(mapEnv(map[string]string{
+		"SNAPPEA_DATABASE_URL": "postgres://app@db:5432/app", "SNAPPEA_SCHEMA": "jobs",
+	}))
+	if err != nil || cfg.DatabaseURL != "postgres://app@db:5432/app" || cfg.Schema != "jobs" {
+		t.Errorf("PostgreSQL from env = %+v, %v", cfg, err)
+	}
 	if _, err := QueueConfigFromEnv(mapEnv(map[string]string{"SNAPPEA_BUSY_TIMEOUT": "-1s"})); err == nil {
 		t.Error("a negative busy timeout was accepted")
 	}

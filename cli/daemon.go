@@ -23,6 +23,7 @@ import (
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/report"
+	"github.com/snappea/snappea/storage/postgres"
 )
 
 // Environment variables a reloading daemon passes to the program it
@@ -133,7 +134,7 @@ func (d *daemon) check(ctx context.Context) int {
 		fmt.Fprintf(d.c.Stderr, "snappea run --check: %v\n", err)
 		return ExitError
 	}
-	fmt.Fprintf(d.c.Stdout, "configuration OK; database %s\n", q.Config().DBPath)
+	fmt.Fprintf(d.c.Stdout, "configuration OK; database %s\n", f.data.where())
 	return ExitOK
 }
 
@@ -178,7 +179,10 @@ func (d *daemon) run(ctx context.Context) int {
 
 	qcfg := f.data.queueConfig()
 	qcfg.Logger = log
-	if d.q, err = queue.Open(ctx, qcfg); err != nil {
+	if d.q, err = d.openQueue(ctx, qcfg); err != nil {
+		if errors.Is(err, errStoppedWaiting) {
+			return ExitOK
+		}
 		log.Error("not starting", "err", err)
 		return ExitError
 	}
@@ -246,9 +250,12 @@ func (d *daemon) run(ctx context.Context) int {
 		defer stop()
 	}
 
-	log.Info("snappea started", "pid", os.Getpid(), "version", Version(), "db", qcfg.DBPath,
-		"wakeup_dir", qcfg.WakeupDir, "tasks", len(d.c.reg.Names()), "generation", d.generation,
-		"control_socket", d.socketPath())
+	where := []any{"db", qcfg.DBPath, "wakeup_dir", qcfg.WakeupDir}
+	if f.data.postgres() {
+		where = []any{"db", f.data.where()}
+	}
+	log.Info("snappea started", append(append([]any{"pid", os.Getpid(), "version", Version()}, where...), "tasks", len(d.c.reg.Names()), "generation", d.generation,
+		"control_socket", d.socketPath())...)
 	notifyCtx, stopNotify := context.WithCancel(ctx)
 	notifyDone := make(chan struct{})
 	go func() {
@@ -285,6 +292,55 @@ func (d *daemon) run(ctx context.Context) int {
 	handedOver = false
 	log.Error("reload failed: could not execute the new program; exiting", "err", err)
 	return ExitError
+}
+
+// Backoff of the daemon's start while the PostgreSQL server is out of
+// reach.
+const (
+	startRetryMin = 500 * time.Millisecond
+	startRetryMax = 30 * time.Second
+)
+
+// errStoppedWaiting: TERM or INT came while the daemon waited for the
+// database server at start.
+var errStoppedWaiting = errors.New("stopped while waiting for the database server")
+
+// openQueue opens the queue. On PostgreSQL, while the server cannot be
+// reached (down, starting, out of connections), it says so and retries
+// with a backoff from 0.5s doubling up to 30s, until TERM or INT; other
+// errors (wrong credentials, a missing database, a newer schema) end the
+// start at once.
+func (d *daemon) openQueue(ctx context.Context, qcfg queue.Config) (*queue.Queue, error) {
+	q, err := queue.Open(ctx, qcfg)
+	if err == nil || !d.f.data.postgres() || !postgres.Unavailable(err) {
+		return q, err
+	}
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	wait := startRetryMin
+	for attempt := 1; ; attempt++ {
+		d.log.Warn("cannot reach the PostgreSQL server; retrying", "err", err, "attempt", attempt, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-sctx.Done():
+			t.Stop()
+			d.log.Info("stopped before the PostgreSQL server could be reached")
+			return nil, errStoppedWaiting
+		case <-t.C:
+		}
+		wait = min(2*wait, startRetryMax)
+		q, err = queue.Open(sctx, qcfg)
+		if err == nil {
+			d.log.Info("reached the PostgreSQL server", "attempts", attempt+1)
+			return q, nil
+		}
+		if sctx.Err() != nil {
+			return nil, errStoppedWaiting
+		}
+		if !postgres.Unavailable(err) {
+			return nil, err
+		}
+	}
 }
 
 // takeLock acquires the single-instance lock, or adopts the one a

@@ -56,6 +56,17 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 		return nil, err
 	}
 	out.Schedules = append(out.Schedules, sched...)
+	out.Database = d.f.data.where()
+	if d.f.data.postgres() {
+		// The cluster, so that 'snappea status' on the data directory
+		// lists it without being given the URL.
+		ds, err := d.q.Backend().Daemons(ctx)
+		if err != nil {
+			d.log.Warn("status: could not read the table of daemons", "err", err)
+		} else {
+			out.Daemons = controlDaemons(ds)
+		}
+	}
 	return out, nil
 }
 

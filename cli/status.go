@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/snappea/snappea/pidfile"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/schedule"
+	"github.com/snappea/snappea/storage"
 )
 
 func (c *cmdEnv) statusCommand() command {
@@ -40,14 +43,18 @@ func (c *cmdEnv) statusCommand() command {
 			return fs
 		},
 		run: func(ctx context.Context, args []string) int {
+			code := ExitOK
 			st, unknown, silent, err := c.status(ctx, &data, &ctl)
 			if err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				return ExitError
 			}
+			if err := c.addDaemons(ctx, &data, st); err != nil {
+				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
+				code = ExitError
+			}
 			// A daemon that holds the lock and does not answer in time is
 			// a problem even though the queue could be shown.
-			code := ExitOK
 			if silent {
 				code = ExitError
 			}
@@ -59,7 +66,11 @@ func (c *cmdEnv) statusCommand() command {
 				}
 				return code
 			}
-			writeStatus(c.Stdout, st, data.dbPath(), unknown)
+			where := data.where()
+			if st.Database != "" {
+				where = st.Database // the daemon's: right even when this command was given no URL
+			}
+			writeStatus(c.Stdout, st, where, unknown)
 			return code
 		},
 	}
@@ -122,6 +133,45 @@ func (c *cmdEnv) status(ctx context.Context, data *dataFlags, ctl *controlFlags)
 	return st, unknown, silent, nil
 }
 
+// addDaemons fills in st.Daemons: on PostgreSQL the table of daemons,
+// read from the database; on SQLite the local daemon, if it answered.
+func (c *cmdEnv) addDaemons(ctx context.Context, data *dataFlags, st *control.Status) error {
+	if st.Daemons != nil {
+		return nil // the daemon (on PostgreSQL) listed them
+	}
+	if !data.postgres() {
+		if st.Running {
+			host, _ := os.Hostname()
+			st.Daemons = []control.Daemon{{Host: host, PID: st.PID, StartedAt: st.StartedAt,
+				Workers: st.WorkersTotal, Busy: st.WorkersBusy, Paused: st.State == "paused",
+				Generation: int64(st.Generation), LastSeen: time.Now()}}
+		}
+		return nil
+	}
+	q, err := data.openReading(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the table of daemons: %w", err)
+	}
+	defer q.Close()
+	ds, err := q.Backend().Daemons(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the table of daemons: %w", err)
+	}
+	st.Daemons = controlDaemons(ds)
+	return nil
+}
+
+// controlDaemons converts the table of daemons for status.
+func controlDaemons(ds []storage.Daemon) []control.Daemon {
+	out := make([]control.Daemon, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, control.Daemon{ID: d.ID, Host: d.Host, PID: d.PID, StartedAt: d.Started,
+			Workers: d.Workers, Busy: d.Busy, Paused: d.Paused, Generation: d.Generation, LastSeen: d.LastSeen,
+			Gone: d.Gone})
+	}
+	return out
+}
+
 // writeStatus prints st as a compact table.
 // unknown, if set, says why whether a daemon runs is not known.
 func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
@@ -168,6 +218,24 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 		fmt.Fprintf(tw, "\nSERVICE\tSTATE\tRESTARTS\tLAST ERROR\n")
 		for _, s := range st.Services {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.State, s.Restarts, s.LastError)
+		}
+	}
+	if len(st.Daemons) > 0 {
+		fmt.Fprintf(tw, "\nDAEMON\tHOST\tPID\tWORKERS\tBUSY\tSTATE\tLAST SEEN\n")
+		for _, d := range st.Daemons {
+			state := "running"
+			switch {
+			case d.Gone:
+				state = "gone"
+			case d.Paused:
+				state = "paused"
+			}
+			id := "-"
+			if d.ID != 0 {
+				id = strconv.FormatInt(d.ID, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s ago\n", id, d.Host, d.PID, d.Workers, d.Busy, state,
+				formatDuration(max(time.Since(d.LastSeen), 0).Round(time.Second)))
 		}
 	}
 	if len(st.Schedules) > 0 {
@@ -281,7 +349,7 @@ func (c *cmdEnv) migrateCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea migrate: %v\n", err)
 				return ExitError
 			}
-			fmt.Fprintf(c.Stdout, "%s is at schema version %d\n", data.dbPath(), st.SchemaVersion)
+			fmt.Fprintf(c.Stdout, "%s is at schema version %d\n", data.where(), st.SchemaVersion)
 			return ExitOK
 		},
 	}

@@ -27,6 +27,31 @@ type Status struct {
 	SchemaVersion int        `json:"schema_version"`
 	Services      []Service  `json:"services"`  // encoded as [] when empty, never null
 	Schedules     []Schedule `json:"schedules"` // encoded as [] when empty, never null
+	// Daemons are the daemons sharing the database: on PostgreSQL every
+	// registered one, from the database (an empty list when none is);
+	// on SQLite the one local daemon when it answered, and omitted when
+	// none did. A daemon on PostgreSQL fills it in; 'snappea status'
+	// fills in the rest.
+	Daemons []Daemon `json:"daemons,omitzero"`
+	// Database names the daemon's database, without a password: its
+	// SQLite file, or "PostgreSQL URL schema NAME". "" when no daemon
+	// answered.
+	Database string `json:"database,omitempty"`
+}
+
+// Daemon is one daemon of those sharing the database, as its last
+// heartbeat left it.
+type Daemon struct {
+	ID         int64     `json:"id,omitempty"` // its row in the table of daemons; 0 on SQLite
+	Host       string    `json:"host"`
+	PID        int       `json:"pid"`
+	StartedAt  time.Time `json:"started_at"`
+	Workers    int       `json:"workers"`
+	Busy       int       `json:"busy"`
+	Paused     bool      `json:"paused"`
+	Generation int64     `json:"generation"`
+	LastSeen   time.Time `json:"last_seen"` // its last heartbeat, by the database's clock
+	Gone       bool      `json:"gone"`      // it missed its heartbeats: stopped, killed or cut off
 }
 
 // MarshalJSON encodes s with its empty slices as [] rather than null, so

@@ -18,6 +18,8 @@ import (
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/schedule"
 	"github.com/snappea/snappea/stats"
+	"github.com/snappea/snappea/storage"
+	"github.com/snappea/snappea/storage/sqlite"
 	"github.com/snappea/snappea/wakeup"
 )
 
@@ -46,6 +48,10 @@ const finalFlushMin = 500 * time.Millisecond
 // the end of Run.
 const reporterFlushTimeout = 5 * time.Second
 
+// wakerTimeout bounds New's connection of the backend's Waker (PostgreSQL's
+// listening connection).
+const wakerTimeout = 30 * time.Second
+
 var (
 	// ErrInvalidConfig is matched by the errors New returns for a Config
 	// that cannot work (a missing Queue, a negative interval, a schedule
@@ -69,9 +75,13 @@ var (
 type Config struct {
 	// Queue is where tasks come from, where retries and failed tasks go,
 	// and whose database is checkpointed and holds the statistics and the
-	// schedules' state. Required. The daemon watches its wakeup directory
-	// (queue.Config.WakeupDir). The caller opens it before New and closes
-	// it after Run has returned.
+	// schedules' state. Required. On SQLite the daemon watches its
+	// wakeup directory (queue.Config.WakeupDir) and checkpoints it; on
+	// another backend (PostgreSQL) it takes its wakeups and cancel
+	// requests from the backend's Waker, runs its Maintenance, and keeps
+	// its row in the table of live daemons fresh with a heartbeat every
+	// HeartbeatInterval (removed at a clean stop). The caller opens it
+	// before New and closes it after Run has returned.
 	Queue *queue.Queue
 	// Registry runs the tasks; the schedules are checked against it.
 	// Required. Add registry.RegisterBuiltins for the snappea.* tasks.
@@ -231,8 +241,10 @@ type Daemon struct {
 	log  *slog.Logger
 	q    *queue.Queue
 	lock *pidfile.Lock
-	own  bool // the lock was taken by New: Run releases it
-	w    *wakeup.Watcher
+	own  bool            // the lock was taken by New: Run releases it
+	w    *wakeup.Watcher // the wakeup directory's watch, on SQLite
+	bw   storage.Waker   // the backend's waker elsewhere (PostgreSQL: LISTEN)
+	lite bool            // the queue is on SQLite: one daemon, local files
 	fm   *foreman.Foreman
 
 	rec       *stats.Recorder     // nil without statistics
@@ -276,16 +288,29 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		d.lock, d.own = lock, true
 	}
-	var err error
-	if d.w, err = wakeup.New(wakeup.Config{Dir: qcfg.WakeupDir, Logger: d.log}); err != nil {
-		return nil, err
+	_, d.lite = d.q.Backend().(*sqlite.Backend)
+	var waker foreman.Waker
+	if d.lite {
+		w, err := wakeup.New(wakeup.Config{Dir: qcfg.WakeupDir, Logger: d.log})
+		if err != nil {
+			return nil, err
+		}
+		d.w, waker = w, w
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), wakerTimeout)
+		w, err := d.q.Backend().Waker(ctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("listen for wakeups: %w", err)
+		}
+		d.bw, waker = w, w
 	}
 	services, observers, err := d.services()
 	if err != nil {
 		return nil, err
 	}
 	d.fm, err = foreman.New(foreman.Config{
-		Source: d.q, Waker: d.w, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
+		Source: d.q, Waker: waker, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
 		Observers: observers, Services: services,
 		Workers: cfg.Workers, Batch: cfg.Batch,
 		PollInterval: cfg.PollInterval, GracefulTimeout: cfg.GracefulTimeout,
@@ -307,7 +332,14 @@ func (d *Daemon) services() ([]foreman.Service, []foreman.Observer, error) {
 	svcs := append([]foreman.Service(nil), cfg.Services...)
 	var obs []foreman.Observer
 	svcs = append(svcs, d.watchDataDir())
-	svcs = append(svcs, foreman.Service{Name: "checkpoint", Run: func(ctx context.Context) error {
+	// The database's upkeep: SQLite's checkpoints, or the backend's
+	// Maintenance (PostgreSQL: VACUUM of the task table, gone daemons
+	// removed), which RunCheckpoints runs on a backend other than SQLite.
+	upkeep := "checkpoint"
+	if !d.lite {
+		upkeep = "maintenance"
+	}
+	svcs = append(svcs, foreman.Service{Name: upkeep, Run: func(ctx context.Context) error {
 		return d.q.RunCheckpoints(ctx, cfg.CheckpointInterval)
 	}})
 	if cfg.StatsRetention > 0 {
@@ -452,7 +484,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 
 	d.reclaimLog(runCtx)
+	var members *cluster
+	if !d.lite {
+		members = d.startCluster(d.bw.Cancels())
+	}
 	err = d.fm.Run(runCtx)
+	if members != nil {
+		members.stop()
+	}
 	close(finished)
 	<-noted
 	d.mu.Lock()
@@ -559,6 +598,9 @@ func (d *Daemon) release() {
 	d.releaseOnce.Do(func() {
 		if d.w != nil {
 			d.w.Close()
+		}
+		if d.bw != nil {
+			d.bw.Close()
 		}
 		if d.metricsLn != nil {
 			d.metricsLn.Close() // Serve closed it already if it ran

@@ -43,12 +43,15 @@ func (w watched) check() error {
 // by: the database producers write to, the lock 'status' and a second
 // daemon look at, and Config.WatchFiles (cli's control socket).
 func (d *Daemon) dataDirFiles() ([]watched, error) {
-	dbPath := d.q.Config().DBPath
-	db, err := os.Stat(dbPath)
-	if err != nil {
-		return nil, fmt.Errorf("stat the database: %w", err)
+	var files []watched
+	if d.lite {
+		dbPath := d.q.Config().DBPath
+		db, err := os.Stat(dbPath)
+		if err != nil {
+			return nil, fmt.Errorf("stat the database: %w", err)
+		}
+		files = append(files, watched{"database", dbPath, db})
 	}
-	files := []watched{{"database", dbPath, db}}
 	if d.lock != nil {
 		lf := d.lock.File()
 		if lf == nil {

@@ -12,7 +12,10 @@
 //     second daemon on the data directory, embedded or 'snappea run', is
 //     refused with an error matching pidfile.ErrLocked ([Config.Lock] for
 //     one the caller holds, [Config.NoLock] to do without);
-//   - the wakeup watch on the queue's wakeup directory (package wakeup);
+//   - the wakeup watch on the queue's wakeup directory (package wakeup), on
+//     SQLite; on another backend (PostgreSQL) the backend's Waker instead
+//     (LISTEN), which also brings the cancel requests of other processes
+//     ('snappea cancel' on any host) to the running task;
 //   - the foreman (package foreman) claiming from the queue, with the queue
 //     as its Store: a task that fails with attempts left is retried after a
 //     backoff, one that fails for good is kept in the failed record
@@ -20,14 +23,19 @@
 //   - the checkpoints of the database's write-ahead log, so that producers'
 //     commits never do them, and its truncation when Run starts, which
 //     gives back the space of a log left large (by producers while no
-//     daemon ran, or by a full disk);
+//     daemon ran, or by a full disk); on another backend its Maintenance
+//     instead (PostgreSQL: VACUUM of the task table, gone daemons removed);
+//   - on a shared database (PostgreSQL), the daemon's row in the table of
+//     daemons: added when Run starts, a heartbeat every [HeartbeatInterval]
+//     (workers, busy, paused, generation), removed at a clean stop, so that
+//     'snappea status' lists the cluster;
 //   - the per-minute statistics (package stats), written once a minute and
 //     once more when the daemon stops;
 //   - the failed record's retention (age and count);
 //   - the schedules (package schedule), the metrics (package metrics), the
 //     caller's own services and observers;
 //   - the watch on the data directory's files: the daemon stops when its
-//     database or lock file leaves its path, and [Daemon.Run] returns an
+//     database (on SQLite) or lock file leaves its path, and [Daemon.Run] returns an
 //     error matching [ErrDataDirGone].
 //
 // Every Config field's zero value means the default of the matching flag of

@@ -15,6 +15,7 @@ import (
 	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/storage"
+	"github.com/snappea/snappea/storage/postgres"
 	"github.com/snappea/snappea/storage/sqlite"
 )
 
@@ -71,11 +72,28 @@ const DefaultMaxArgsSize = 1 << 20
 
 // Config says where the queue lives and how to open it. The zero value is
 // usable: it opens ./snappea-data/snappea.db.
+//
+// Which fields apply to which backend: DatabaseURL chooses PostgreSQL,
+// and then Schema applies and DBPath, WakeupDir, BusyTimeout and
+// MustExist do not (Dir is then only the daemon's local directory, for
+// its lock, pidfile and control socket). Without DatabaseURL the queue is
+// the SQLite database those fields describe, and Schema is ignored.
+// MaxArgsSize, Registry, Inline, MaxBacklog and Logger apply to both.
+// Backend, when set, overrides both.
 type Config struct {
 	// Dir is the data directory holding the database and the wakeup
 	// directory (and, for the daemon, its pidfile and lock). Default
-	// "snappea-data". Created with mode 0700 if missing.
+	// "snappea-data". Created with mode 0700 if missing. With DatabaseURL
+	// it holds only the daemon's lock, pidfile and socket.
 	Dir string
+	// DatabaseURL, if set, makes Open use the PostgreSQL database it
+	// names (postgres://user@host:port/dbname, or a libpq key=value
+	// string) instead of an SQLite file: see storage/postgres. Its
+	// password is never printed. Default "": SQLite.
+	DatabaseURL string
+	// Schema is the PostgreSQL schema holding snappea's tables, created
+	// if missing. Default "snappea". Ignored without DatabaseURL.
+	Schema string
 	// DBPath overrides the database file. Default Dir/snappea.db.
 	DBPath string
 	// WakeupDir overrides the wakeup directory. Default Dir/wakeup.
@@ -156,6 +174,9 @@ func (c *Config) setDefaults() error {
 	if c.WakeupDir == "" {
 		c.WakeupDir = filepath.Join(c.Dir, WakeupDirName)
 	}
+	if c.DatabaseURL != "" && c.Schema == "" {
+		c.Schema = postgres.DefaultSchema
+	}
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = 5 * time.Second
 	}
@@ -217,6 +238,14 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		q := &Queue{cfg: cfg, b: cfg.Backend, log: cfg.Logger}
 		q.lite, _ = cfg.Backend.(*sqlite.Backend)
 		return q, nil
+	}
+	if cfg.DatabaseURL != "" {
+		pb, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Schema: cfg.Schema,
+			MaxArgsSize: cfg.MaxArgsSize, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return &Queue{cfg: cfg, b: pb, own: true, log: cfg.Logger}, nil
 	}
 	b, err := sqlite.Open(ctx, cfg.sqliteConfig())
 	if err != nil {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/snappea/snappea/storage/sqlite"
@@ -25,9 +26,14 @@ const (
 // account) can: it creates nothing, applies no migrations and writes
 // nothing; every write on the Queue fails with ErrReadOnly. The database
 // must exist and be at this snappea's schema (see sqlite.OpenReadOnly).
+// It is for SQLite only: with Config.DatabaseURL or Config.Backend it
+// fails, as PostgreSQL's grants, not the client, decide who may write.
 func OpenReadOnly(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
+	}
+	if cfg.DatabaseURL != "" || cfg.Backend != nil {
+		return nil, errors.New("queue.OpenReadOnly: only for SQLite; with DatabaseURL or Backend use Open (on PostgreSQL, a role with read-only grants)")
 	}
 	b, err := sqlite.OpenReadOnly(ctx, cfg.sqliteConfig())
 	if err != nil {

@@ -3,6 +3,9 @@ package webapp_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to drop the test's schema
 	"github.com/snappea/snappea/queue"
 )
 
@@ -76,14 +80,58 @@ func raceEnabled() bool {
 }
 
 func TestWebapp(t *testing.T) {
+	testWebapp(t, "", "")
+}
+
+// TestWebapp_postgres runs the same on PostgreSQL: the daemon and the web
+// server given the same -database-url, the users table beside the
+// queue's in a schema of the test's own, dropped at the end.
+func TestWebapp_postgres(t *testing.T) {
+	raw := os.Getenv("SNAPPEA_TEST_DATABASE_URL")
+	if raw == "" {
+		t.Skip("no PostgreSQL server for the tests: set SNAPPEA_TEST_DATABASE_URL=postgres://user@host:port/dbname?sslmode=disable, or run .ci/run, which starts one")
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "snappea_webapp_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The application's table goes into the search_path: the test's schema.
+	v := u.Query()
+	v.Set("search_path", schema)
+	u.RawQuery = v.Encode()
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", raw)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer db.Close()
+		if _, err := db.Exec(`DROP SCHEMA IF EXISTS ` + schema + ` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	testWebapp(t, u.String(), schema)
+}
+
+// testWebapp runs the daemon and the web server on SQLite, or on the
+// PostgreSQL database dbURL with the queue in schema.
+func testWebapp(t *testing.T, dbURL, schema string) {
 	dir := t.TempDir()
 	data, media := filepath.Join(dir, "data"), filepath.Join(dir, "media")
+	var daemonArgs, webArgs []string
+	if dbURL != "" {
+		daemonArgs = []string{"--database-url", dbURL, "--schema", schema}
+		webArgs = []string{"-database-url", dbURL, "-schema", schema}
+	}
 
-	daemon := start(t, "webapp-snappea", "run", "--dir", data, "--log-format", "json", "--log-level", "debug")
+	daemon := start(t, "webapp-snappea", append([]string{"run", "--dir", data, "--log-format", "json", "--log-level", "debug"}, daemonArgs...)...)
 	daemon.waitFor(30*time.Second, "the daemon to start", func(line string) bool {
 		return parse(line).msg() == "foreman started"
 	})
-	web := start(t, "webapp-web", "-addr", "127.0.0.1:0", "-dir", data, "-media", media)
+	web := start(t, "webapp-web", append([]string{"-addr", "127.0.0.1:0", "-dir", data, "-media", media}, webArgs...)...)
 	ready := web.waitFor(30*time.Second, "the web server to listen", func(line string) bool {
 		return strings.HasPrefix(line, "listening on http://")
 	})
@@ -232,7 +280,7 @@ func TestWebapp(t *testing.T) {
 
 	// Nothing else was queued or saved: not by the refused requests, not by
 	// the duplicate signup.
-	q, err := queue.Open(t.Context(), queue.Config{Dir: data})
+	q, err := queue.Open(t.Context(), queue.Config{Dir: data, DatabaseURL: dbURL, Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}

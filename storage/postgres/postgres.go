@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/snappea/snappea/storage"
 )
@@ -366,4 +369,28 @@ func (b *Backend) Vacuum(ctx context.Context) error {
 	}
 	b.claimed.Add(-n)
 	return nil
+}
+
+// Unavailable reports whether err, from Open or a statement, says the
+// server could not be reached or is not accepting connections yet (down,
+// starting, shutting down, out of connection slots): a daemon starting
+// then retries. Wrong credentials, a missing database, a bad URL or a
+// newer schema are not: retrying would not help.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, storage.ErrSchemaTooNew) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// The server answered: only "not now" is worth waiting for.
+		return strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53")
+	}
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
