@@ -185,8 +185,8 @@ func (s *server) signup(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	var userID, taskID int64
-	// InTx commits, then wakes the daemon. Inside fn, use tx only:
-	// q.Enqueue or q.InTx there would wait forever for this transaction.
+	// InTx commits, then wakes the daemon. Inside fn, use tx only: q.Enqueue
+	// or q.InTx there fails at once with queue.ErrInsideInTx.
 	err = s.q.InTx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, s.sql.insertUser, email, time.Now().Unix()).Scan(&userID)
 		if errors.Is(err, sql.ErrNoRows) {
