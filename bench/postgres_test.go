@@ -232,3 +232,18 @@ func TestRun_PostgresRefusesExistingSchema(t *testing.T) {
 		t.Errorf("the existing schema's table is gone: %v", err)
 	}
 }
+
+func TestWriteTable_Postgres(t *testing.T) {
+	res := &bench.Result{Backend: "postgresql", Modes: []bench.Mode{bench.Sustained}, Runs: 1,
+		SustainedRatePerS: 500, SustainedSeconds: 1, SustainedEnqueueP50MS: 1, SustainedEnqueueP99MS: 2, SustainedEnqueueMaxMS: 3}
+	var b bytes.Buffer
+	if err := res.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "1 run on PostgreSQL") {
+		t.Errorf("table does not say PostgreSQL:\n%s", b.String())
+	}
+	if strings.Contains(b.String(), "write-ahead log") {
+		t.Errorf("table shows a write-ahead log size on PostgreSQL:\n%s", b.String())
+	}
+}

@@ -16,12 +16,11 @@ func (res *Result) WriteTable(w io.Writer) error {
 	if res.Runs != 1 {
 		runs = fmt.Sprintf("medians of %d runs", res.Runs)
 	}
-	backend := "SQLite"
 	if res.Backend == "postgresql" {
-		backend = "PostgreSQL"
+		runs += " on PostgreSQL"
 	}
-	fmt.Fprintf(w, "snappea bench: %s on %s, %d CPUs, %s, load average %.2f %.2f %.2f at the start, %.0fs\n\n",
-		runs, backend, res.CPUs, res.GoVersion, res.LoadAvg[0], res.LoadAvg[1], res.LoadAvg[2], res.Elapsed)
+	fmt.Fprintf(w, "snappea bench: %s, %d CPUs, %s, load average %.2f %.2f %.2f at the start, %.0fs\n\n",
+		runs, res.CPUs, res.GoVersion, res.LoadAvg[0], res.LoadAvg[1], res.LoadAvg[2], res.Elapsed)
 	// Rows of a label and a value; a section heading has no value.
 	var rows [][2]string
 	row := func(what, format string, args ...any) {
