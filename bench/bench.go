@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -115,6 +117,18 @@ type Config struct {
 	// TempDir is where the temporary data directory is created (and
 	// removed at the end). Default os.TempDir().
 	TempDir string
+	// DatabaseURL, if set, runs every measurement on this PostgreSQL
+	// database instead of an SQLite file: the daemons and producers get it
+	// (and Schema) in their environment, as SNAPPEA_DATABASE_URL and
+	// SNAPPEA_SCHEMA, never on a command line. Each measurement starts on
+	// an empty Schema and drops it at its end; Run drops it at its own
+	// end too, also when cancelled. The data directories still hold the
+	// daemons' locks, pidfiles and sockets.
+	DatabaseURL string
+	// Schema is the PostgreSQL schema the measurements use, with
+	// DatabaseURL. It must not exist: Run creates and drops it. Default: a
+	// fresh snappea_bench_ and random hex digits.
+	Schema string
 	// ProfileDir, if set, receives a CPU profile of every daemon and of
 	// every paced producer, named after the measurement, for go tool pprof.
 	ProfileDir string
@@ -195,6 +209,16 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TempDir == "" {
 		c.TempDir = os.TempDir()
+	}
+	if c.DatabaseURL == "" && c.Schema != "" {
+		return errors.New("bench config: Schema is set without DatabaseURL: a schema is PostgreSQL's")
+	}
+	if c.DatabaseURL != "" && c.Schema == "" {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("bench config: name a schema: %w", err)
+		}
+		c.Schema = "snappea_bench_" + hex.EncodeToString(b[:])
 	}
 	return nil
 }
@@ -299,7 +323,9 @@ type Result struct {
 	SustainedEnqueueP50MS float64 `json:"sustained_enqueue_p50_ms"`
 	SustainedEnqueueP99MS float64 `json:"sustained_enqueue_p99_ms"`
 	SustainedEnqueueMaxMS float64 `json:"sustained_enqueue_max_ms"`
-	SustainedWALMaxBytes  int64   `json:"sustained_wal_max_bytes"`
+	// SustainedWALMaxBytes is 0 on PostgreSQL, whose write-ahead log is
+	// the server's.
+	SustainedWALMaxBytes int64 `json:"sustained_wal_max_bytes"`
 
 	// RSSPeakMB is the highest peak RSS of any daemon of a run.
 	RSSPeakMB float64 `json:"rss_peak_mb"`
@@ -312,7 +338,8 @@ type Result struct {
 	IdleCPUSeconds    float64 `json:"idle_cpu_seconds"`
 	IdlePeriodSeconds float64 `json:"idle_period_seconds"`
 
-	// What was run, and where.
+	// What was run, and where. Backend is "sqlite" or "postgresql".
+	Backend   string     `json:"backend"`
 	Modes     []Mode     `json:"modes"`
 	Tasks     int        `json:"tasks"`
 	Workers   int        `json:"workers"`
@@ -327,8 +354,9 @@ type Result struct {
 
 // Run makes the measurements cfg selects, Runs times over, and returns
 // their medians. It blocks until done; cancelling ctx stops the daemon and
-// the producers, removes the data directory and returns ctx's error.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+// the producers, removes the data directory (and drops the PostgreSQL
+// schema) and returns ctx's error.
+func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -346,7 +374,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	r := &runner{cfg: cfg, root: root, steps: cfg.steps()}
-	defer r.cleanup()
+	defer func() {
+		if cerr := r.cleanup(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	if cfg.DatabaseURL != "" {
+		if err := r.openPostgres(ctx); err != nil {
+			return nil, err
+		}
+	}
 	load := loadAvg()
 	runs := make([]runResult, 0, cfg.Runs)
 	for i := range cfg.Runs {
@@ -361,6 +398,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r.progress(r.steps, "done")
 	res := aggregate(&cfg, runs)
+	res.Backend = "sqlite"
+	if cfg.DatabaseURL != "" {
+		res.Backend = "postgresql"
+	}
 	res.LoadAvg = load
 	res.GoVersion = runtime.Version()
 	res.CPUs = runtime.NumCPU()

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"golang.org/x/sync/errgroup"
 
 	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/storage/postgres"
 )
 
 // stopTimeout is how long a daemon may take to exit after TERM before it
@@ -34,13 +40,17 @@ type runner struct {
 	steps int
 	step  int
 
+	// pg is the connection that creates and drops cfg.Schema, with
+	// cfg.DatabaseURL; nil on SQLite.
+	pg *sql.DB
+
 	mu      sync.Mutex
 	daemons map[*daemon]bool
 }
 
-// cleanup stops every daemon still running and removes the temporary
-// directory.
-func (r *runner) cleanup() {
+// cleanup stops every daemon still running, removes the temporary
+// directory and drops the PostgreSQL schema.
+func (r *runner) cleanup() error {
 	r.mu.Lock()
 	ds := make([]*daemon, 0, len(r.daemons))
 	for d := range r.daemons {
@@ -51,6 +61,12 @@ func (r *runner) cleanup() {
 		d.stop()
 	}
 	os.RemoveAll(r.root)
+	if r.pg == nil {
+		return nil
+	}
+	err := r.dropSchema()
+	r.pg.Close()
+	return err
 }
 
 func (r *runner) progress(step int, what string) {
@@ -67,20 +83,90 @@ func (r *runner) next(what string) {
 
 // dataDir creates a data directory for one measurement, with its
 // database migrated, so that producers starting together do not race to
-// create it.
+// create it. On PostgreSQL the measurement's database is cfg.Schema,
+// created empty here. removeData undoes it.
 func (r *runner) dataDir(ctx context.Context, name string) (string, error) {
 	dir := filepath.Join(r.root, name)
-	q, err := queue.Open(ctx, queue.Config{Dir: dir})
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create the data directory for %s: %w", name, err)
+	}
+	if r.pg != nil {
+		// The previous measurement's, if its drop failed.
+		if err := r.dropSchema(); err != nil {
+			return "", err
+		}
+	}
+	q, err := queue.Open(ctx, queue.Config{Dir: dir, DatabaseURL: r.cfg.DatabaseURL, Schema: r.cfg.Schema,
+		Logger: slog.New(slog.DiscardHandler)}) // not "applied migration" on every measurement
+	if err != nil {
+		return "", fmt.Errorf("create the database for %s: %w", name, err)
 	}
 	return dir, q.Close()
 }
 
+// removeData removes a measurement's data directory and drops its
+// schema. A failed drop is tried again by the next dataDir and by
+// cleanup, which report it.
+func (r *runner) removeData(dir string) {
+	os.RemoveAll(dir)
+	if r.pg != nil {
+		r.dropSchema()
+	}
+}
+
+// dropTimeout bounds dropping the schema, which runs also after ctx is
+// cancelled.
+const dropTimeout = 30 * time.Second
+
+// openPostgres connects to cfg.DatabaseURL and checks that cfg.Schema
+// does not exist yet: Run drops it at the end, and must not drop anyone's
+// tasks.
+func (r *runner) openPostgres(ctx context.Context) error {
+	where := postgres.Redact(r.cfg.DatabaseURL)
+	db, err := sql.Open("pgx", r.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL database at %s: %s", where, r.redact(err))
+	}
+	var exists bool
+	err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, r.cfg.Schema).Scan(&exists)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("connect to the PostgreSQL database at %s: %s", where, r.redact(err))
+	}
+	if exists {
+		db.Close()
+		return fmt.Errorf("schema %s already exists in the PostgreSQL database at %s: bench creates and drops its schema, so name one that does not exist, or none for a fresh one", r.cfg.Schema, where)
+	}
+	r.pg = db
+	return nil
+}
+
+// dropSchema drops cfg.Schema if it exists.
+func (r *runner) dropSchema() error {
+	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+	defer cancel()
+	if _, err := r.pg.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{r.cfg.Schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("drop schema %s in the PostgreSQL database at %s: %s", r.cfg.Schema, postgres.Redact(r.cfg.DatabaseURL), r.redact(err))
+	}
+	return nil
+}
+
+// redact is err's message without the URL's password.
+func (r *runner) redact(err error) string {
+	msg := err.Error()
+	if u, perr := url.Parse(r.cfg.DatabaseURL); perr == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return msg
+}
+
 // childEnv is this process's environment without SNAPPEA_* and SENTRY_*,
 // so that a developer's settings cannot redirect the daemon or the
-// producers away from the temporary directory.
-func childEnv() []string {
+// producers away from the temporary directory; on PostgreSQL it adds the
+// database and schema, which keeps the URL off the command lines.
+func (r *runner) childEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "SNAPPEA_") || strings.HasPrefix(kv, "SENTRY_") {
@@ -88,8 +174,18 @@ func childEnv() []string {
 		}
 		env = append(env, kv)
 	}
+	if r.cfg.DatabaseURL != "" {
+		env = append(env, DatabaseURLEnv+"="+r.cfg.DatabaseURL, SchemaEnv+"="+r.cfg.Schema)
+	}
 	return env
 }
+
+// The variables through which the daemons and producers get the database
+// on PostgreSQL (the command line's own).
+const (
+	DatabaseURLEnv = "SNAPPEA_DATABASE_URL"
+	SchemaEnv      = "SNAPPEA_SCHEMA"
+)
 
 func (r *runner) profilePath(name, role string) string {
 	if r.cfg.ProfileDir == "" {
@@ -146,7 +242,7 @@ func (r *runner) startDaemon(ctx context.Context, name, dir string, workers int,
 		args = append(args, "--cpuprofile", p)
 	}
 	cmd := exec.Command(r.cfg.Executable, args...)
-	cmd.Env = childEnv()
+	cmd.Env = r.childEnv()
 	cmd.Dir = r.root
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = procAttr()
@@ -444,7 +540,7 @@ func (r *runner) produce(parent context.Context, name string, cfgs []ProducerCon
 			return nil, err
 		}
 		p := &producer{cmd: exec.CommandContext(ctx, r.cfg.Executable, "bench", ProducerRole, string(arg))}
-		p.cmd.Env = childEnv()
+		p.cmd.Env = r.childEnv()
 		p.cmd.Dir = r.root
 		p.cmd.Stderr = &p.stderr
 		p.cmd.SysProcAttr = procAttr()

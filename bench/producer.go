@@ -37,6 +37,12 @@ type ProducerConfig struct {
 	Marker string `json:"marker,omitempty"`
 	// Stamps asks for each task's id and send time in the report.
 	Stamps bool `json:"stamps,omitempty"`
+	// DatabaseURL and Schema, if set, are the PostgreSQL database to
+	// enqueue into. They are not in the JSON, which is a command line: the
+	// command line fills them from its environment (DatabaseURLEnv,
+	// SchemaEnv), which Run sets.
+	DatabaseURL string `json:"-"`
+	Schema      string `json:"-"`
 	// CPUProfile, if set, is where the command line writes a CPU profile
 	// of the producer; Produce ignores it.
 	CPUProfile string `json:"cpu_profile,omitempty"`
@@ -66,7 +72,7 @@ func Produce(ctx context.Context, cfg ProducerConfig, start io.Reader, out io.Wr
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q, err := queue.Open(ctx, queue.Config{Dir: cfg.Dir, Logger: log})
+	q, err := queue.Open(ctx, queue.Config{Dir: cfg.Dir, DatabaseURL: cfg.DatabaseURL, Schema: cfg.Schema, Logger: log})
 	if err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}

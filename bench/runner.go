@@ -84,7 +84,7 @@ func (r *runner) enqueue(ctx context.Context, name string, producers, batch int)
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer r.removeData(dir)
 	cfgs := make([]ProducerConfig, producers)
 	for i := range cfgs {
 		n := r.cfg.Tasks / producers
@@ -124,7 +124,7 @@ func (r *runner) burnDown(ctx context.Context, name string, workers int) (float6
 	if err != nil {
 		return 0, usage{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer r.removeData(dir)
 	marker := "snappea-bench-end-" + name
 	if _, err := r.produce(ctx, name, []ProducerConfig{{Dir: dir, Count: r.cfg.Tasks, BatchSize: r.cfg.BatchSize, Marker: marker}}); err != nil {
 		return 0, usage{}, err
@@ -176,7 +176,7 @@ func (r *runner) latency(ctx context.Context, name, prefix string, rr *runResult
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer r.removeData(dir)
 	d, err := r.startDaemon(ctx, name, dir, cfg.Workers, true)
 	if err != nil {
 		return err
@@ -280,7 +280,7 @@ func (r *runner) idleCPU(ctx context.Context, name string, rr *runResult) (err e
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer r.removeData(dir)
 	d, err := r.startDaemon(ctx, name, dir, r.cfg.Workers, false)
 	if err != nil {
 		return err
@@ -334,7 +334,7 @@ func (r *runner) sustained(ctx context.Context, name string, rr *runResult) (err
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer r.removeData(dir)
 	d, err := r.startDaemon(ctx, name, dir, cfg.Workers, false)
 	if err != nil {
 		return err

@@ -16,6 +16,9 @@ func (res *Result) WriteTable(w io.Writer) error {
 	if res.Runs != 1 {
 		runs = fmt.Sprintf("medians of %d runs", res.Runs)
 	}
+	if res.Backend == "postgresql" {
+		runs += " on PostgreSQL"
+	}
 	fmt.Fprintf(w, "snappea bench: %s, %d CPUs, %s, load average %.2f %.2f %.2f at the start, %.0fs\n\n",
 		runs, res.CPUs, res.GoVersion, res.LoadAvg[0], res.LoadAvg[1], res.LoadAvg[2], res.Elapsed)
 	// Rows of a label and a value; a section heading has no value.
@@ -80,7 +83,9 @@ func (res *Result) WriteTable(w io.Writer) error {
 			Thousands(res.SustainedRatePerS), res.SustainedSeconds, Thousands(res.SustainedAchievedPerS))
 		row("  the producer's Enqueue call", "p50 %s  p99 %s  max %s ms",
 			ms(res.SustainedEnqueueP50MS), ms(res.SustainedEnqueueP99MS), ms(res.SustainedEnqueueMaxMS))
-		row("  largest write-ahead log seen", "%.1f MiB", float64(res.SustainedWALMaxBytes)/(1<<20))
+		if res.Backend != "postgresql" { // the server's log is not the queue's
+			row("  largest write-ahead log seen", "%.1f MiB", float64(res.SustainedWALMaxBytes)/(1<<20))
+		}
 	}
 	if has(BurnDown) || has(Resources) || has(Latency) || has(Sustained) {
 		heading("daemon resources")

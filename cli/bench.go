@@ -35,6 +35,8 @@ type benchFlags struct {
 	plot              string
 	tmpDir            string
 	profileDir        string
+	databaseURL       string
+	schema            string
 }
 
 func (c *cmdEnv) benchCommand() command {
@@ -67,6 +69,10 @@ func (c *cmdEnv) benchCommand() command {
 				fs.BoolVar(&f.asJSON, "json", false, withEnv("json", "print one JSON object instead of the table"))
 				fs.StringVar(&f.plot, "plot", "", withEnv("plot", "also write a chart to this .png or .svg file: throughput against workers, latency against rate"))
 				fs.StringVar(&f.tmpDir, "tmpdir", "", withEnv("tmpdir", "where to create the temporary data directory (default: the system's)"))
+				fs.StringVar(&f.databaseURL, "database-url", "", withEnv("database-url", "measure on this PostgreSQL database instead of SQLite files (postgres://user@host:port/dbname)"))
+				// No environment twin: SNAPPEA_SCHEMA names a real queue,
+				// which bench would refuse (it drops its schema at the end).
+				fs.StringVar(&f.schema, "schema", "", "PostgreSQL schema to measure in, with --database-url; it must not exist, and is dropped at the end (default: a fresh snappea_bench_ and random hex digits)")
 				fs.StringVar(&f.profileDir, "profile", "", withEnv("profile", "write CPU profiles of every daemon and paced producer into this directory"))
 			}
 			return fs
@@ -94,6 +100,10 @@ func (c *cmdEnv) bench(ctx context.Context, f *benchFlags) int {
 		fmt.Fprintf(c.Stderr, "snappea bench: cannot find this binary to run it: %v\n", err)
 		return ExitError
 	}
+	if f.schema != "" && f.databaseURL == "" {
+		fmt.Fprintf(c.Stderr, "snappea bench: --schema %s: want --database-url too; a schema is PostgreSQL's\n", f.schema)
+		return ExitUsage
+	}
 	if f.plot != "" {
 		// Fail before a long run, not after it.
 		if c.prog.Chart == nil {
@@ -113,7 +123,11 @@ func (c *cmdEnv) bench(ctx context.Context, f *benchFlags) int {
 	bar.finish()
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(c.Stderr, "snappea bench: interrupted; its daemon and producers are stopped and its data directory removed")
+			what := "its data directory removed"
+			if cfg.DatabaseURL != "" {
+				what += " and its PostgreSQL schema dropped"
+			}
+			fmt.Fprintf(c.Stderr, "snappea bench: interrupted; its daemon and producers are stopped and %s\n", what)
 			return ExitError
 		}
 		fmt.Fprintf(c.Stderr, "snappea bench: %v\n", err)
@@ -192,6 +206,7 @@ func (f *benchFlags) config() (bench.Config, error) {
 		SweepStep: f.sweepStep, MaxRate: maxRate, SweepP99: f.sweepP99, IdlePeriod: f.idlePeriod,
 		SustainedRate: f.sustainedRate, SustainedDuration: f.sustainedDuration,
 		Runs: f.runs, TempDir: f.tmpDir, ProfileDir: f.profileDir,
+		DatabaseURL: f.databaseURL, Schema: f.schema,
 	}, nil
 }
 
@@ -208,6 +223,7 @@ func (c *cmdEnv) benchProducer(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.Stderr, "snappea bench %s: %v\n", bench.ProducerRole, err)
 		return ExitUsage
 	}
+	pc.DatabaseURL, pc.Schema = c.Getenv(bench.DatabaseURLEnv), c.Getenv(bench.SchemaEnv)
 	if pc.CPUProfile != "" {
 		stop, err := startCPUProfile(pc.CPUProfile)
 		if err != nil {
