@@ -95,24 +95,7 @@ func TestBenchCommand_JSON(t *testing.T) {
 	if rss := got["rss_peak_mb"].(float64); rss > 1000 {
 		t.Errorf("rss_peak_mb = %g, implausible", rss)
 	}
-	for _, k := range []string{"latency_idle_ms", "latency_loaded_ms"} {
-		p, ok := got[k].(map[string]any)
-		if !ok {
-			t.Errorf("%s = %v, want an object", k, got[k])
-			continue
-		}
-		var v [4]float64
-		for i, q := range []string{"p50", "p95", "p99", "max"} {
-			f, ok := p[q].(float64)
-			if !ok || f <= 0 {
-				t.Errorf("%s.%s = %v, want a positive number", k, q, p[q])
-			}
-			v[i] = f
-		}
-		if !(v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3]) {
-			t.Errorf("%s = %v, want p50 <= p95 <= p99 <= max", k, p)
-		}
-	}
+	checkPercentiles(t, got, "latency_idle_ms", "latency_loaded_ms")
 	if _, ok := got["idle_cpu_seconds"].(float64); !ok {
 		t.Errorf("idle_cpu_seconds = %v, want a number", got["idle_cpu_seconds"])
 	}
@@ -310,6 +293,30 @@ func TestBenchCommand_Sustained(t *testing.T) {
 	for _, want := range []string{"sustained single-task enqueues at 200/s", "Enqueue call", "largest write-ahead log seen", "MiB"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// checkPercentiles checks that each of keys in a bench's JSON is an object
+// of positive p50, p95, p99 and max, in that order.
+func checkPercentiles(t *testing.T, got map[string]any, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		p, ok := got[k].(map[string]any)
+		if !ok {
+			t.Errorf("%s = %v, want an object", k, got[k])
+			continue
+		}
+		var v [4]float64
+		for i, q := range []string{"p50", "p95", "p99", "max"} {
+			f, ok := p[q].(float64)
+			if !ok || f <= 0 {
+				t.Errorf("%s.%s = %v, want a positive number", k, q, p[q])
+			}
+			v[i] = f
+		}
+		if !(v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3]) {
+			t.Errorf("%s = %v, want p50 <= p95 <= p99 <= max", k, p)
 		}
 	}
 }

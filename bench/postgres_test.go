@@ -125,24 +125,7 @@ func TestBenchCommand_PostgresJSON(t *testing.T) {
 	if v, ok := got["sustained_wal_max_bytes"].(float64); !ok || v != 0 {
 		t.Errorf("sustained_wal_max_bytes = %v, want 0 on PostgreSQL", got["sustained_wal_max_bytes"])
 	}
-	for _, k := range []string{"latency_idle_ms", "latency_loaded_ms", "enqueue_call_idle_ms", "enqueue_call_loaded_ms"} {
-		p, ok := got[k].(map[string]any)
-		if !ok {
-			t.Errorf("%s = %v, want an object", k, got[k])
-			continue
-		}
-		var v [4]float64
-		for i, q := range []string{"p50", "p95", "p99", "max"} {
-			f, ok := p[q].(float64)
-			if !ok || f <= 0 {
-				t.Errorf("%s.%s = %v, want a positive number", k, q, p[q])
-			}
-			v[i] = f
-		}
-		if !(v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3]) {
-			t.Errorf("%s = %v, want p50 <= p95 <= p99 <= max", k, p)
-		}
-	}
+	checkPercentiles(t, got, "latency_idle_ms", "latency_loaded_ms", "enqueue_call_idle_ms", "enqueue_call_loaded_ms")
 	if ws, ok := got["burndown_by_workers"].([]any); !ok || len(ws) != 3 {
 		t.Errorf("burndown_by_workers = %v, want 1, 4 and 16 workers", got["burndown_by_workers"])
 	}
