@@ -400,7 +400,6 @@ func (f *Foreman) Snapshot() Snapshot {
 		State:    f.State(),
 		Workers:  int(f.workers.Load()),
 		Busy:     int(f.busy.Load()),
-		Counters: f.Counters(),
 		Services: f.serviceStatus(),
 	}
 	if ns := f.startedAt.Load(); ns != 0 {
@@ -416,6 +415,9 @@ func (f *Foreman) Snapshot() Snapshot {
 			Deadline: a.deadline, Overdue: a.overdue.Load()})
 	}
 	f.mu.Unlock()
+	// After the tasks' overdue flags, which are set after the count: a
+	// task shown overdue is also counted.
+	s.Counters = f.Counters()
 	slices.SortFunc(s.Active, func(a, b ActiveTask) int { return cmp.Compare(a.ID, b.ID) })
 	return s
 }
@@ -830,8 +832,10 @@ func (f *Foreman) run(t snappea.Task) {
 		ctx, cancelT = context.WithDeadlineCause(ctx, a.deadline, ErrTimeout)
 		defer cancelT()
 		overdue = time.AfterFunc(timeout+f.cfg.HardStopWait, func() {
-			a.overdue.Store(true)
+			// Counted first: a Snapshot that sees the task overdue also
+			// sees it counted.
 			f.overdue.Add(1)
+			a.overdue.Store(true)
 			f.log.Warn("task overdue: still running after its timeout; it keeps its worker slot until it returns",
 				"task", t.Name, "task_id", t.ID, "timeout", timeout)
 		})
