@@ -46,6 +46,10 @@ type QueueStats struct {
 	SchemaVersion int
 }
 
+// MinuteOf is the Unix second at which t's minute starts: statistics rows
+// are kept per minute, under that key, on every backend.
+func MinuteOf(t time.Time) int64 { return t.Truncate(time.Minute).Unix() }
+
 // StatsRow is one minute's statistics for one task name. Its JSON form
 // names the durations' unit: total_ns, max_ns.
 type StatsRow struct {

@@ -153,7 +153,7 @@ func New(cfg Config) (*Recorder, error) {
 		backlog:   make(map[int64]int64),
 	}
 	r.rebase(r.now())
-	r.cur = minuteOf(r.base)
+	r.cur = snappea.MinuteOf(r.base)
 	return r, nil
 }
 
@@ -173,10 +173,8 @@ func (r *Recorder) clock() int64 {
 	return r.now().UnixNano()
 }
 
-// minuteOf returns the Unix time in seconds of the start of t's minute.
-func minuteOf(t time.Time) int64 { return minuteOfNano(t.UnixNano()) }
-
-// minuteOfNano is minuteOf for a Unix time in nanoseconds.
+// minuteOfNano is snappea.MinuteOf for a Unix time in nanoseconds, for
+// Finished, which reads a clock in nanoseconds.
 func minuteOfNano(ns int64) int64 {
 	const minute = int64(time.Minute)
 	m := ns / minute
@@ -280,7 +278,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 // boundary, or after the current one if that has not come yet.
 func (r *Recorder) untilNextWrite() time.Duration {
 	now := r.now()
-	next := time.Unix(minuteOf(now.Add(-writeDelay))+60, 0).Add(writeDelay)
+	next := time.Unix(snappea.MinuteOf(now.Add(-writeDelay))+60, 0).Add(writeDelay)
 	return next.Sub(now)
 }
 
@@ -315,10 +313,10 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // minute, in one transaction.
 func (r *Recorder) write(ctx context.Context, all bool) error {
 	now := r.now()
-	cur := minuteOf(now)
+	cur := snappea.MinuteOf(now)
 	var cutoff int64 // rows before this minute are pruned; 0: none
 	if r.cfg.Retention > 0 {
-		cutoff = minuteOf(now.Add(-r.cfg.Retention))
+		cutoff = snappea.MinuteOf(now.Add(-r.cfg.Retention))
 	}
 
 	// The sample belongs to the minute being closed: the one that just

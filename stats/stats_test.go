@@ -16,6 +16,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/storage/sqlite"
@@ -147,8 +148,8 @@ func TestMinuteOf(t *testing.T) {
 		{time.Unix(-1, 0), -60},
 		{time.Unix(0, 0), 0},
 	} {
-		if got := minuteOf(c.in); got != c.want {
-			t.Errorf("minuteOf(%v) = %d, want %d", c.in.UTC(), got, c.want)
+		if got := snappea.MinuteOf(c.in); got != c.want {
+			t.Errorf("MinuteOf(%v) = %d, want %d", c.in.UTC(), got, c.want)
 		}
 	}
 }

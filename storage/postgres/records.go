@@ -212,12 +212,6 @@ func (b *Backend) TakeTick(ctx context.Context, tx *sql.Tx, name string, from, n
 
 // Statistics.
 
-// minuteOf is the Unix second of the start of t's minute.
-func minuteOf(t time.Time) int64 {
-	s := t.Unix()
-	return s - ((s%60)+60)%60
-}
-
 // AddStats writes rows in one transaction; see storage.Backend.
 func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before time.Time) error {
 	if len(rows) == 0 && before.IsZero() {
@@ -225,7 +219,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 	}
 	err := b.WriteTx(ctx, func(tx *sql.Tx) error {
 		for _, r := range rows {
-			m := minuteOf(r.Minute)
+			m := snappea.MinuteOf(r.Minute)
 			var err error
 			if r.Task != "" {
 				_, err = tx.ExecContext(ctx, b.q.addStats, m, r.Task, r.Count, r.Failures, int64(r.Total), int64(r.Max))
@@ -237,7 +231,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 			}
 		}
 		if !before.IsZero() {
-			cut := minuteOf(before)
+			cut := snappea.MinuteOf(before)
 			if _, err := tx.ExecContext(ctx, b.q.pruneStats, cut); err != nil {
 				return b.err(err)
 			}
@@ -255,7 +249,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 
 // ReadStats returns the rows of the minutes from the one containing since.
 func (b *Backend) ReadStats(ctx context.Context, since time.Time) ([]snappea.StatsRow, error) {
-	rs, err := b.db.QueryContext(ctx, b.q.readStats, minuteOf(since))
+	rs, err := b.db.QueryContext(ctx, b.q.readStats, snappea.MinuteOf(since))
 	if err != nil {
 		return nil, fmt.Errorf("read task statistics: %w", b.err(err))
 	}

@@ -137,12 +137,6 @@ const (
 		ORDER BY minute, task`
 )
 
-// minuteOf is the Unix second of the start of t's minute.
-func minuteOf(t time.Time) int64 {
-	s := t.Unix()
-	return s - ((s%60)+60)%60
-}
-
 // AddStats writes rows in one transaction, in the writers' turn: a row
 // with a Task adds its counts to its minute and task (Max: the larger), a
 // row without sets its minute's backlog sample to Backlog. Minutes before
@@ -154,7 +148,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
 		var add *sql.Stmt
 		for _, r := range rows {
-			m := minuteOf(r.Minute)
+			m := snappea.MinuteOf(r.Minute)
 			var err error
 			if r.Task != "" {
 				if add == nil {
@@ -172,7 +166,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 			}
 		}
 		if !before.IsZero() {
-			cut := minuteOf(before)
+			cut := snappea.MinuteOf(before)
 			if _, err := tx.ExecContext(ctx, pruneStatsSQL, cut); err != nil {
 				return dbError(err)
 			}
@@ -192,7 +186,7 @@ func (b *Backend) AddStats(ctx context.Context, rows []snappea.StatsRow, before 
 // since, by minute then task; a minute with a backlog sample and no task
 // is one row with Task "", and Backlog is -1 where no sample was taken.
 func (b *Backend) ReadStats(ctx context.Context, since time.Time) ([]snappea.StatsRow, error) {
-	rs, err := b.db.QueryContext(ctx, readStatsSQL, minuteOf(since))
+	rs, err := b.db.QueryContext(ctx, readStatsSQL, snappea.MinuteOf(since))
 	if err != nil {
 		return nil, fmt.Errorf("read task statistics: %w", dbError(err))
 	}
