@@ -169,66 +169,51 @@ type pacedResult struct {
 
 // latency runs one daemon with debug logs and measures the idle latency,
 // then each rate of the sweep.
-func (r *runner) latency(ctx context.Context, name, prefix string, rr *runResult) (err error) {
+func (r *runner) latency(ctx context.Context, name, prefix string, rr *runResult) error {
 	cfg := &r.cfg
 	r.next(prefix + "latency-idle")
-	dir, err := r.dataDir(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer r.removeData(dir)
-	d, err := r.startDaemon(ctx, name, dir, cfg.Workers, true)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		u, serr := d.stop()
-		rr.rssPeak = max(rr.rssPeak, u.rssMiB)
-		if err == nil {
-			err = serr
-		}
-	}()
-
-	n := max(10, int(cfg.Duration/idleGap))
-	idle, err := r.paced(ctx, d, name+"-idle", dir, float64(time.Second/idleGap), n)
-	if err != nil {
-		return err
-	}
-	rr.idle, rr.idleCall = idle.lat, idle.call
-
-	rates := cfg.sweepRates()
-	rr.sustainLimit = "max_rate"
-	for i, rate := range rates {
-		r.next(fmt.Sprintf("%slatency-%.0f/s", prefix, rate))
-		dur := cfg.SweepStep
-		if rate == cfg.Rate {
-			dur = cfg.Duration
-		}
-		p, err := r.paced(ctx, d, fmt.Sprintf("%s-%.0f", name, rate), dir, rate, max(1, int(rate*dur.Seconds())))
+	return r.withDaemon(ctx, name, cfg.Workers, true, rr, func(d *daemon, dir string) error {
+		n := max(10, int(cfg.Duration/idleGap))
+		idle, err := r.paced(ctx, d, name+"-idle", dir, float64(time.Second/idleGap), n)
 		if err != nil {
 			return err
 		}
-		latOK := p.lat.P99 <= float64(cfg.SweepP99)/float64(time.Millisecond)
-		rateOK := p.achieved >= 0.9*rate
-		kept := latOK && rateOK
-		rr.sweep = append(rr.sweep, ratePoint{rate: rate, achieved: p.achieved, lat: p.lat, keptUp: kept})
-		if rate == cfg.Rate {
-			rr.loaded, rr.loadedCall, rr.loadedAchieved = p.lat, p.call, p.achieved
-		}
-		if kept {
-			rr.maxSustained = max(rr.maxSustained, rate)
-		} else if rr.sustainLimit == "max_rate" {
-			rr.sustainLimit = "rate"
-			if !latOK {
-				rr.sustainLimit = "latency"
+		rr.idle, rr.idleCall = idle.lat, idle.call
+
+		rates := cfg.sweepRates()
+		rr.sustainLimit = "max_rate"
+		for i, rate := range rates {
+			r.next(fmt.Sprintf("%slatency-%.0f/s", prefix, rate))
+			dur := cfg.SweepStep
+			if rate == cfg.Rate {
+				dur = cfg.Duration
+			}
+			p, err := r.paced(ctx, d, fmt.Sprintf("%s-%.0f", name, rate), dir, rate, max(1, int(rate*dur.Seconds())))
+			if err != nil {
+				return err
+			}
+			latOK := p.lat.P99 <= float64(cfg.SweepP99)/float64(time.Millisecond)
+			rateOK := p.achieved >= 0.9*rate
+			kept := latOK && rateOK
+			rr.sweep = append(rr.sweep, ratePoint{rate: rate, achieved: p.achieved, lat: p.lat, keptUp: kept})
+			if rate == cfg.Rate {
+				rr.loaded, rr.loadedCall, rr.loadedAchieved = p.lat, p.call, p.achieved
+			}
+			if kept {
+				rr.maxSustained = max(rr.maxSustained, rate)
+			} else if rr.sustainLimit == "max_rate" {
+				rr.sustainLimit = "rate"
+				if !latOK {
+					rr.sustainLimit = "latency"
+				}
+			}
+			if !kept && rate > cfg.Rate {
+				r.step += len(rates) - 1 - i // the rates not tried
+				break
 			}
 		}
-		if !kept && rate > cfg.Rate {
-			r.step += len(rates) - 1 - i // the rates not tried
-			break
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // paced has one producer enqueue n tasks at rate per second, one per
@@ -273,15 +258,17 @@ func (r *runner) paced(ctx context.Context, d *daemon, name, dir string, rate fl
 	}, nil
 }
 
-// idleCPU starts a daemon on an empty queue, lets it settle, and measures
-// its CPU time over cfg.IdlePeriod.
-func (r *runner) idleCPU(ctx context.Context, name string, rr *runResult) (err error) {
+// withDaemon runs fn with a daemon started on a fresh data directory
+// dir, then stops the daemon, its peak RSS counted in rr, and removes the
+// directory.
+func (r *runner) withDaemon(ctx context.Context, name string, workers int, debug bool, rr *runResult,
+	fn func(d *daemon, dir string) error) (err error) {
 	dir, err := r.dataDir(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer r.removeData(dir)
-	d, err := r.startDaemon(ctx, name, dir, r.cfg.Workers, false)
+	d, err := r.startDaemon(ctx, name, dir, workers, debug)
 	if err != nil {
 		return err
 	}
@@ -292,26 +279,34 @@ func (r *runner) idleCPU(ctx context.Context, name string, rr *runResult) (err e
 			err = serr
 		}
 	}()
-	// Start-up work (migrations, the first claim, the runtime's own
-	// start) is not idling.
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
-		return err
-	}
-	c0, err := cpuTime(d.pid())
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	if err := sleep(ctx, r.cfg.IdlePeriod); err != nil {
-		return err
-	}
-	c1, err := cpuTime(d.pid())
-	if err != nil {
-		return err
-	}
-	rr.idleCPU = (c1 - c0).Seconds()
-	rr.idleSeconds = time.Since(t0).Seconds()
-	return nil
+	return fn(d, dir)
+}
+
+// idleCPU starts a daemon on an empty queue, lets it settle, and measures
+// its CPU time over cfg.IdlePeriod.
+func (r *runner) idleCPU(ctx context.Context, name string, rr *runResult) error {
+	return r.withDaemon(ctx, name, r.cfg.Workers, false, rr, func(d *daemon, dir string) error {
+		// Start-up work (migrations, the first claim, the runtime's own
+		// start) is not idling.
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		c0, err := cpuTime(d.pid())
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := sleep(ctx, r.cfg.IdlePeriod); err != nil {
+			return err
+		}
+		c1, err := cpuTime(d.pid())
+		if err != nil {
+			return err
+		}
+		rr.idleCPU = (c1 - c0).Seconds()
+		rr.idleSeconds = time.Since(t0).Seconds()
+		return nil
+	})
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -328,62 +323,47 @@ func sleep(ctx context.Context, d time.Duration) error {
 // sustained starts a daemon, has one producer enqueue single tasks at
 // cfg.SustainedRate for cfg.SustainedDuration, and records the producer's
 // Enqueue call times and the largest size of the write-ahead log meanwhile.
-func (r *runner) sustained(ctx context.Context, name string, rr *runResult) (err error) {
+func (r *runner) sustained(ctx context.Context, name string, rr *runResult) error {
 	cfg := &r.cfg
-	dir, err := r.dataDir(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer r.removeData(dir)
-	d, err := r.startDaemon(ctx, name, dir, cfg.Workers, false)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		u, serr := d.stop()
-		rr.rssPeak = max(rr.rssPeak, u.rssMiB)
-		if err == nil {
-			err = serr
-		}
-	}()
-
-	// The log's size is sampled from this process, which otherwise only
-	// waits: a stat every 10ms costs the measured processes nothing.
-	walPath := filepath.Join(dir, queue.DBFile) + "-wal"
-	stop := make(chan struct{})
-	sampled := make(chan int64, 1)
-	go func() {
-		var largest int64
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if fi, err := os.Stat(walPath); err == nil {
-				largest = max(largest, fi.Size())
+	return r.withDaemon(ctx, name, cfg.Workers, false, rr, func(d *daemon, dir string) error {
+		// The log's size is sampled from this process, which otherwise only
+		// waits: a stat every 10ms costs the measured processes nothing.
+		walPath := filepath.Join(dir, queue.DBFile) + "-wal"
+		stop := make(chan struct{})
+		sampled := make(chan int64, 1)
+		go func() {
+			var largest int64
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if fi, err := os.Stat(walPath); err == nil {
+					largest = max(largest, fi.Size())
+				}
+				select {
+				case <-stop:
+					sampled <- largest
+					return
+				case <-t.C:
+				}
 			}
-			select {
-			case <-stop:
-				sampled <- largest
-				return
-			case <-t.C:
-			}
+		}()
+		n := max(1, int(cfg.SustainedRate*cfg.SustainedDuration.Seconds()))
+		reps, err := r.produce(ctx, name, []ProducerConfig{{
+			Dir: dir, Count: n, Rate: cfg.SustainedRate, Stamps: true, CPUProfile: r.profilePath(name, "producer"),
+		}})
+		close(stop)
+		walMax := <-sampled
+		if err != nil {
+			return err
 		}
-	}()
-	n := max(1, int(cfg.SustainedRate*cfg.SustainedDuration.Seconds()))
-	reps, err := r.produce(ctx, name, []ProducerConfig{{
-		Dir: dir, Count: n, Rate: cfg.SustainedRate, Stamps: true, CPUProfile: r.profilePath(name, "producer"),
-	}})
-	close(stop)
-	walMax := <-sampled
-	if err != nil {
-		return err
-	}
-	rep := reps[0]
-	calls := make([]time.Duration, len(rep.Sent))
-	for i, s := range rep.Sent {
-		calls[i] = time.Duration(s.CallNS)
-	}
-	rr.sustainedCall = summarize(calls)
-	rr.sustainedAchieved = float64(rep.Count) / time.Duration(rep.ElapsedNS).Seconds()
-	rr.sustainedWALMax = walMax
-	return nil
+		rep := reps[0]
+		calls := make([]time.Duration, len(rep.Sent))
+		for i, s := range rep.Sent {
+			calls[i] = time.Duration(s.CallNS)
+		}
+		rr.sustainedCall = summarize(calls)
+		rr.sustainedAchieved = float64(rep.Count) / time.Duration(rep.ElapsedNS).Seconds()
+		rr.sustainedWALMax = walMax
+		return nil
+	})
 }
