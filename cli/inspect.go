@@ -45,7 +45,8 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	now := time.Now()
 	for _, a := range s.Active {
 		out.Active = append(out.Active, control.Active{TaskID: a.ID, Task: a.Name, StartedAt: a.StartedAt,
-			ElapsedSeconds: now.Sub(a.StartedAt).Seconds(), Deadline: a.Deadline, Overdue: a.Overdue})
+			ElapsedSeconds: now.Sub(a.StartedAt).Seconds(), Deadline: a.Deadline, Overdue: a.Overdue,
+			Attempt: a.Attempt, PID: a.PID})
 	}
 	for _, sv := range s.Services {
 		out.Services = append(out.Services, control.Service{Name: sv.Name, State: sv.State.String(),

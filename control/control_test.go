@@ -891,14 +891,14 @@ func TestStatus_MarshalJSON(t *testing.T) {
 		{"full", Status{
 			Running: true, PID: 7, DaemonPID: 7, StartedAt: at, State: "running", Generation: 1,
 			WorkersTotal: 4, WorkersBusy: 1,
-			Active:   []Active{{TaskID: 9, Task: "mail", StartedAt: at, ElapsedSeconds: 1.5, Deadline: at, Overdue: true}},
+			Active:   []Active{{TaskID: 9, Task: "mail", StartedAt: at, ElapsedSeconds: 1.5, Deadline: at, Overdue: true, Attempt: 2, PID: 4242}},
 			Counters: Counters{Done: 1, Failed: 2, Panicked: 3, Discarded: 4, Interrupted: 5, Cancelled: 7, Retried: 8, Overdue: 6},
 			Pending:  10, Ready: 8, Delayed: 2, OldestAgeSeconds: 2.5, IdleSeconds: 4.5, SchemaVersion: 3,
 			Services:  []Service{{Name: "stats", State: "running", Restarts: 1, LastError: "boom", Since: at}, {Name: "cron", State: "starting"}},
 			Schedules: []Schedule{{Name: "nightly", Spec: "0 3 * * *", Task: "report", Next: at, Last: at}, {Name: "soon", Spec: "@every 1m", Task: "tick", Next: at}},
 		}, `{"running":true,"pid":7,"daemon_pid":7,"started_at":"2025-01-02T03:04:05Z","state":"running","generation":1,` +
 			`"workers_total":4,"workers_busy":1,"active":[{"task_id":9,"task":"mail","started_at":"2025-01-02T03:04:05Z",` +
-			`"elapsed_seconds":1.5,"deadline":"2025-01-02T03:04:05Z","overdue":true}],` +
+			`"elapsed_seconds":1.5,"deadline":"2025-01-02T03:04:05Z","overdue":true,"attempt":2,"pid":4242}],` +
 			`"counters":{"done":1,"failed":2,"panicked":3,"discarded":4,"interrupted":5,"cancelled":7,"retried":8,"overdue":6},` +
 			`"pending":10,"ready":8,"delayed":2,"oldest_age_seconds":2.5,"idle_seconds":4.5,"schema_version":3,` +
 			`"services":[{"name":"stats","state":"running","restarts":1,"last_error":"boom","since":"2025-01-02T03:04:05Z"},` +

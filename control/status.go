@@ -79,6 +79,8 @@ type Active struct {
 	ElapsedSeconds float64   `json:"elapsed_seconds"`
 	Deadline       time.Time `json:"deadline,omitzero"` // zero: none
 	Overdue        bool      `json:"overdue"`           // running past its deadline
+	Attempt        int       `json:"attempt"`           // 1 for a first run
+	PID            int       `json:"pid,omitempty"`     // the child process running it; absent on a goroutine
 }
 
 // Counters counts finished tasks by outcome since the daemon started.

@@ -276,9 +276,11 @@ type Snapshot struct {
 type ActiveTask struct {
 	ID        int64
 	Name      string
+	Attempt   int // 1 for a first run
 	StartedAt time.Time
 	Deadline  time.Time // zero without a timeout
 	Overdue   bool      // still running HardStopWait past its deadline
+	PID       int       // the child process running it; 0 on a goroutine
 }
 
 // PanicError is the error of a task whose handler panicked.
@@ -336,6 +338,8 @@ type Foreman struct {
 type activeTask struct {
 	id       int64
 	name     string
+	attempt  int
+	pid      atomic.Int64 // the child process running it; 0 on a goroutine
 	started  time.Time
 	deadline time.Time
 	overdue  atomic.Bool
@@ -411,8 +415,8 @@ func (f *Foreman) Snapshot() Snapshot {
 	f.mu.Lock()
 	s.Active = make([]ActiveTask, 0, len(f.active))
 	for _, a := range f.active {
-		s.Active = append(s.Active, ActiveTask{ID: a.id, Name: a.name, StartedAt: a.started,
-			Deadline: a.deadline, Overdue: a.overdue.Load()})
+		s.Active = append(s.Active, ActiveTask{ID: a.id, Name: a.name, Attempt: a.attempt,
+			StartedAt: a.started, Deadline: a.deadline, Overdue: a.overdue.Load(), PID: int(a.pid.Load())})
 	}
 	f.mu.Unlock()
 	// After the tasks' overdue flags, which are set after the count: a
@@ -824,7 +828,7 @@ func (f *Foreman) run(t snappea.Task) {
 	attempt := max(t.Attempt, 1)
 
 	ctx, cancel := context.WithCancelCause(f.taskCtx)
-	a := &activeTask{id: t.ID, name: t.Name, started: start, cancel: cancel}
+	a := &activeTask{id: t.ID, name: t.Name, attempt: t.Attempt, started: start, cancel: cancel}
 	var overdue *time.Timer
 	if timeout > 0 {
 		a.deadline = start.Add(timeout)
