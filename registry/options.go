@@ -39,19 +39,73 @@ type Options struct {
 	// while another with the same Key is pending (ready or delayed) writes
 	// nothing and reports the pending one (see Result). The key is freed
 	// when that task is claimed, so a task may enqueue its own successor
-	// with its key. Keys are shared by all task names.
+	// with its key. Keys are shared by all task names. OnDuplicate
+	// chooses what happens instead.
 	Key string
+	// OnDuplicate is what an enqueue does when a pending task holds its
+	// Key. 0 (not set) and Keep: the pending task stays as it is and
+	// nothing is written. Replace: see Replace.
+	OnDuplicate Duplicate
+	// Debounce, with OnDuplicate Replace, makes the task due Debounce
+	// after its newest enqueue: a new task is delayed by it, and each
+	// replace pushes the pending task's due time back to now+Debounce
+	// (a ready task becomes delayed again), so that it runs once the
+	// enqueues have paused for Debounce. It says when the task runs, as
+	// Delay and RunAt do: give only one of them. Default 0: a replace
+	// keeps the pending task's due time.
+	Debounce time.Duration
+}
+
+// Duplicate is a policy for an enqueue whose Key a pending task holds.
+type Duplicate int
+
+const (
+	// Keep leaves the pending task as it is and writes nothing: the
+	// enqueue's Result has Duplicate set. The default, as 0 is; naming it
+	// lets a call override a definition's Replace.
+	Keep Duplicate = iota + 1
+	// Replace makes the pending task the newest enqueue's, atomically
+	// (also against concurrent producers in other processes): its task
+	// name, arguments, priority, timeout, MaxAttempts and enqueue time all
+	// become the new enqueue's. It keeps its id and its place in the
+	// queue, and its due time unless Debounce is set; the Result has
+	// Replaced set. A task that is already running (claimed) no longer
+	// holds its key, so the enqueue is a new pending task instead. Replace
+	// needs a Key.
+	Replace
+)
+
+// String names the policy as Go code does.
+func (d Duplicate) String() string {
+	switch d {
+	case 0:
+		return "not set"
+	case Keep:
+		return "Keep"
+	case Replace:
+		return "Replace"
+	}
+	return fmt.Sprintf("Duplicate(%d)", int(d))
 }
 
 // Merge returns o with every field that over sets (non-zero) replaced by
-// over's. Delay and RunAt are one setting, when the task runs: if over sets
-// either, both come from over, so a call's Delay replaces a default RunAt.
+// over's. Delay, RunAt and Debounce are one setting, when the task runs:
+// if over sets any of them, all three come from over, so a call's Delay
+// replaces a default RunAt or Debounce. An OnDuplicate of Keep over drops
+// a Debounce under it that over does not set, as Debounce applies only to
+// Replace.
 func (o Options) Merge(over Options) Options {
 	if over.Priority != 0 {
 		o.Priority = over.Priority
 	}
-	if over.Delay != 0 || !over.RunAt.IsZero() {
-		o.Delay, o.RunAt = over.Delay, over.RunAt
+	if over.Delay != 0 || !over.RunAt.IsZero() || over.Debounce != 0 {
+		o.Delay, o.RunAt, o.Debounce = over.Delay, over.RunAt, over.Debounce
+	}
+	if over.OnDuplicate != 0 {
+		o.OnDuplicate = over.OnDuplicate
+		if over.OnDuplicate == Keep && over.Debounce == 0 {
+			o.Debounce = 0
+		}
 	}
 	if over.Timeout != 0 {
 		o.Timeout = over.Timeout
@@ -75,6 +129,27 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: Timeout %v is negative", ErrBadOptions, o.Timeout)
 	case o.MaxAttempts < 0:
 		return fmt.Errorf("%w: MaxAttempts %d is negative", ErrBadOptions, o.MaxAttempts)
+	case o.OnDuplicate < 0 || o.OnDuplicate > Replace:
+		return fmt.Errorf("%w: OnDuplicate %d is not a policy (want Keep or Replace)", ErrBadOptions, int(o.OnDuplicate))
+	case o.Debounce < 0:
+		return fmt.Errorf("%w: Debounce %v is negative", ErrBadOptions, o.Debounce)
+	case o.Debounce > 0 && o.OnDuplicate != Replace:
+		return fmt.Errorf("%w: Debounce %v needs OnDuplicate: Replace (it pushes back the task a replace keeps)", ErrBadOptions, o.Debounce)
+	case o.Debounce > 0 && (o.Delay != 0 || !o.RunAt.IsZero()):
+		return fmt.Errorf("%w: Debounce and Delay or RunAt both say when the task runs; give one of them", ErrBadOptions)
+	}
+	return nil
+}
+
+// ValidateEnqueue is Validate for the options of one enqueue, merged
+// over its definition's defaults: it also refuses OnDuplicate Replace
+// without a Key, which a definition may leave to each enqueue.
+func (o Options) ValidateEnqueue() error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.OnDuplicate == Replace && o.Key == "" {
+		return fmt.Errorf("%w: OnDuplicate Replace needs a Key (the pending task to replace is the one holding it)", ErrBadOptions)
 	}
 	return nil
 }
@@ -87,4 +162,8 @@ type Result struct {
 	// Duplicate reports that a pending task had the same Key: nothing was
 	// written.
 	Duplicate bool
+	// Replaced reports that a pending task had the same Key and now has
+	// this enqueue's arguments and options (OnDuplicate Replace); ID is
+	// its id.
+	Replaced bool
 }

@@ -29,6 +29,16 @@ func TestOptions_Merge(t *testing.T) {
 		{"Delay over RunAt replaces it", Options{RunAt: at}, Options{Delay: time.Hour},
 			Options{Delay: time.Hour}},
 		{"zero priority cannot override", Options{Priority: 5}, Options{Priority: 0}, Options{Priority: 5}},
+		{"Replace and Debounce over", Options{Key: "d"}, Options{OnDuplicate: Replace, Debounce: time.Second},
+			Options{Key: "d", OnDuplicate: Replace, Debounce: time.Second}},
+		{"a default Replace and Debounce stay", Options{OnDuplicate: Replace, Debounce: time.Second}, Options{Key: "o"},
+			Options{Key: "o", OnDuplicate: Replace, Debounce: time.Second}},
+		{"Delay over Debounce replaces it", Options{OnDuplicate: Replace, Debounce: time.Second}, Options{Delay: time.Hour},
+			Options{OnDuplicate: Replace, Delay: time.Hour}},
+		{"Debounce over Delay replaces it", defaults, Options{OnDuplicate: Replace, Debounce: time.Second},
+			Options{Priority: 5, Timeout: time.Second, MaxAttempts: 3, Key: "d", OnDuplicate: Replace, Debounce: time.Second}},
+		{"Keep over Replace drops its Debounce", Options{OnDuplicate: Replace, Debounce: time.Second}, Options{OnDuplicate: Keep},
+			Options{OnDuplicate: Keep}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +60,16 @@ func TestOptions_Validate(t *testing.T) {
 		{Options{Delay: -time.Second}, "Delay"},
 		{Options{Timeout: -1}, "Timeout"},
 		{Options{MaxAttempts: -1}, "MaxAttempts"},
+		{Options{OnDuplicate: Replace, Debounce: time.Second, Delay: time.Hour, Key: "k"}, "Debounce and Delay"},
+		{Options{OnDuplicate: Replace, Debounce: time.Second, RunAt: time.Now()}, "Debounce and Delay or RunAt"},
+		{Options{OnDuplicate: Replace, Debounce: time.Second}, ""}, // a definition: the Key comes per enqueue
+		{Options{OnDuplicate: Replace, Delay: time.Hour}, ""},      // delays the first enqueue; a replace keeps it
+		{Options{OnDuplicate: Keep, Key: "k"}, ""},
+		{Options{OnDuplicate: Replace, Debounce: -1}, "Debounce"},
+		{Options{Debounce: time.Second, Key: "k"}, "needs OnDuplicate: Replace"},
+		{Options{OnDuplicate: Keep, Debounce: time.Second, Key: "k"}, "needs OnDuplicate: Replace"},
+		{Options{OnDuplicate: 7}, "OnDuplicate 7"},
+		{Options{OnDuplicate: -1}, "OnDuplicate -1"},
 	}
 	for _, tt := range tests {
 		err := tt.opts.Validate()
@@ -61,6 +81,28 @@ func TestOptions_Validate(t *testing.T) {
 		}
 		if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("Validate(%+v) = %v, want ErrBadOptions naming %s", tt.opts, err, tt.field)
+		}
+	}
+}
+
+func TestOptions_ValidateEnqueue(t *testing.T) {
+	if err := (Options{OnDuplicate: Replace, Key: "k", Debounce: time.Second}).ValidateEnqueue(); err != nil {
+		t.Errorf("Replace with a Key: %v, want nil", err)
+	}
+	err := Options{OnDuplicate: Replace, Debounce: time.Second}.ValidateEnqueue()
+	if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), "needs a Key") {
+		t.Errorf("Replace without a Key: got %v, want ErrBadOptions saying it needs a Key", err)
+	}
+	err = Options{Delay: -1}.ValidateEnqueue()
+	if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), "Delay") {
+		t.Errorf("ValidateEnqueue of a negative Delay: got %v, want Validate's error", err)
+	}
+}
+
+func TestDuplicate_String(t *testing.T) {
+	for d, want := range map[Duplicate]string{0: "not set", Keep: "Keep", Replace: "Replace", 9: "Duplicate(9)"} {
+		if got := d.String(); got != want {
+			t.Errorf("Duplicate(%d).String() = %q, want %q", int(d), got, want)
 		}
 	}
 }

@@ -24,12 +24,20 @@ type Row struct {
 	MaxAttempts int           // 0 or 1: no retries
 	Timeout     time.Duration // 0: none
 	Key         string        // "": none; else unique among pending tasks
+	// Replace, with Key: a pending task holding the key is overwritten
+	// with this Row (task, arguments, created_at, priority, attempt,
+	// max_attempts, timeout), keeping its id and, unless Reschedule, its
+	// due time; else the Row is a duplicate, and nothing is written.
+	Replace bool
+	// Reschedule, with Replace: the holder's due time becomes RunAt too.
+	Reschedule bool
 }
 
 // Inserted is what became of one Row.
 type Inserted struct {
-	ID        int64 // the new task's id, or the pending holder's for a duplicate
+	ID        int64 // the new task's id, or the pending holder's for a duplicate or a replace
 	Duplicate bool  // a pending task holds the Row's key: nothing was written
+	Replaced  bool  // a pending task held the Row's key and was overwritten with it (Row.Replace)
 }
 
 // PendingTask is a task waiting in the queue, ready or delayed, without

@@ -5,7 +5,7 @@ import "strings"
 // queries are the backend's statements, each naming the schema's tables
 // in full (see DB for why).
 type queries struct {
-	version, insert, insertPlain, drawIDs, insertOne, keyHolders, claim, promote, nextDue, cancel, stats, idSpan, countDue string
+	version, insert, insertPlain, drawIDs, insertOne, insertReplace, keyHolders, claim, promote, nextDue, cancel, stats, idSpan, countDue string
 
 	fail, failures, failure, retryOne, retryAll, purge, pruneAge, pruneCount string
 
@@ -73,6 +73,21 @@ func newQueries(schema string) queries {
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
 			RETURNING id, pg_notify($10, '') IS NULL`),
+		// A row that replaces its key's holder: ON CONFLICT DO UPDATE is an
+		// insert or an update, atomically, whatever other producers or
+		// claims do meanwhile (it waits for a holder being written or
+		// deleted, then decides). The holder keeps its id, and its run_at
+		// unless $11 (Reschedule). xmax is 0 in a row just inserted, the
+		// updating transaction's in a row updated. Notifies either way: the
+		// next due time may have moved.
+		insertReplace: s(`INSERT INTO @.tasks AS t
+			(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET task = excluded.task, args = excluded.args,
+				created_at = excluded.created_at, priority = excluded.priority, attempt = excluded.attempt,
+				max_attempts = excluded.max_attempts, timeout_ns = excluded.timeout_ns,
+				run_at = CASE WHEN $11 THEN excluded.run_at ELSE t.run_at END
+			RETURNING t.id, t.xmax <> 0, pg_notify($10, '') IS NULL`),
 		keyHolders: s(`SELECT key, id FROM @.tasks WHERE key = ANY($1::text[])`),
 		// ANY(ARRAY(...)): the subquery runs first, as one range of the
 		// claim index in order, locking the rows it takes and skipping those

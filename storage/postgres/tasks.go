@@ -67,7 +67,10 @@ const insertChunk = 5000
 // rows are one statement; more are several. Without tx, copyMin rows or
 // more are written in a transaction of the backend's own. A duplicate key (held by a pending task, or by
 // an earlier row of the same call) writes nothing for that row and reports
-// the holder.
+// the holder; with Row.Replace it overwrites the holder instead. A call
+// of several rows with a Replace among them is written a row at a time,
+// in order (one statement cannot update a row twice), so that several
+// rows of one key end as the last Replace row of them.
 func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
 	if len(rows) == 0 {
 		return nil, nil
@@ -78,6 +81,14 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 	switch {
 	case n == 1:
 		out, err = b.insertOne(ctx, tx, &rows[0])
+	case replacing(rows) && tx == nil:
+		err = b.WriteTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			out, err = b.insertEach(ctx, tx, rows)
+			return err
+		})
+	case replacing(rows):
+		out, err = b.insertEach(ctx, tx, rows)
 	case tx == nil && n >= copyMin:
 		// Several statements need a transaction to be all or none, and COPY
 		// needs one.
@@ -466,12 +477,46 @@ func (b *Backend) insertKeyed(ctx context.Context, tx *sql.Tx, c *columns, out [
 	return out, rs.Err()
 }
 
+// replacing reports whether a row of rows replaces its key's holder.
+func replacing(rows []storage.Row) bool {
+	for i := range rows {
+		if rows[i].Replace && rows[i].Key != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// insertEach writes rows one statement each, in order, in tx.
+func (b *Backend) insertEach(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([]storage.Inserted, error) {
+	out := make([]storage.Inserted, 0, len(rows))
+	for i := range rows {
+		one, err := b.insertOne(ctx, tx, &rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, one...)
+	}
+	return out, nil
+}
+
 // insertOne writes one row with plain parameters. No row back is a
 // duplicate; Insert then looks up its holder.
 func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]storage.Inserted, error) {
 	var key *string
 	if r.Key != "" {
 		key = &r.Key
+	}
+	if key != nil && r.Replace {
+		var res storage.Inserted
+		var woke bool
+		err := b.on(tx).QueryRowContext(ctx, b.q.insertReplace, r.Task, string(r.Args), unixNano(r.CreatedAt),
+			r.Priority, max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key,
+			b.wakeChan, r.Reschedule).Scan(&res.ID, &res.Replaced, &woke)
+		if err != nil {
+			return nil, err
+		}
+		return []storage.Inserted{res}, nil
 	}
 	var res storage.Inserted
 	var woke bool

@@ -114,6 +114,7 @@ type Backend struct {
 	insert    *sql.Stmt
 	insertNew *sql.Stmt // insert for a task without options
 	keyHolder *sql.Stmt
+	replace   *sql.Stmt // a Row.Replace's overwrite of its key's holder
 	claim     *sql.Stmt
 	nextDue   *sql.Stmt
 	promote   *sql.Stmt
@@ -342,6 +343,7 @@ func (b *Backend) prepare(ctx context.Context) error {
 		{&b.insert, "insert", insertSQL},
 		{&b.insertNew, "insert", insertNewSQL},
 		{&b.keyHolder, "key lookup", keyHolderSQL},
+		{&b.replace, "replace", replaceSQL},
 		{&b.claim, "claim", claimSQL},
 		{&b.nextDue, "next due", nextDueSQL},
 		{&b.promote, "promote", promoteSQL},

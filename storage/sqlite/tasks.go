@@ -32,6 +32,14 @@ const (
 	// cheaper in EnqueueMany.
 	insertNewSQL = `INSERT INTO snappea_tasks (task, args, created_at) VALUES (?, ?, ?)`
 	keyHolderSQL = `SELECT id FROM snappea_tasks WHERE key = ?`
+	// A Row.Replace whose insert met its key's holder overwrites the
+	// holder, in the same write transaction: the holder cannot be claimed
+	// in between, and two producers' replaces of one key take turns, the
+	// later one's row winning. run_at changes only with Reschedule (the
+	// first parameter of the CASE).
+	replaceSQL = `UPDATE snappea_tasks SET task = ?, args = ?, created_at = ?, priority = ?, attempt = ?,
+		max_attempts = ?, timeout_ns = ?, run_at = CASE WHEN ? THEN ? ELSE run_at END
+		WHERE key = ? RETURNING id`
 	// modernc's SQLite is built without DELETE ... LIMIT, hence the
 	// subquery.
 	claimSQL = `DELETE FROM snappea_tasks WHERE id IN
@@ -75,9 +83,9 @@ func insertRow(ctx context.Context, st *stmts, r *storage.Row) (sql.Result, erro
 // stmts are the backend's statements for writing rows: as prepared, or,
 // in a transaction, bound to it, each once, when first used.
 type stmts struct {
-	b                            *Backend
-	tx                           *sql.Tx // nil: autocommit
-	insert, insertNew, keyHolder *sql.Stmt
+	b                                     *Backend
+	tx                                    *sql.Tx // nil: autocommit
+	insert, insertNew, keyHolder, replace *sql.Stmt
 }
 
 func (s *stmts) get(ctx context.Context, bound **sql.Stmt, stmt *sql.Stmt) *sql.Stmt {
@@ -94,7 +102,10 @@ func (s *stmts) get(ctx context.Context, bound **sql.Stmt, stmt *sql.Stmt) *sql.
 // tx it commits them, all or none, and wakes the daemon unless every row
 // was a duplicate; with tx the caller calls Wake after the commit. A row
 // with a Key that a pending task (ready or delayed) already holds is not
-// written: its Inserted is that task's id, with Duplicate set. A single
+// written: its Inserted is that task's id, with Duplicate set; or, with
+// Replace, it overwrites that task, with Replaced set (so several rows of
+// one key in one call end as the last Replace row of them). A replace
+// wakes the daemon too, whose next due time may have moved. A single
 // row without a key is one autocommit statement: no BEGIN/COMMIT round
 // trips, and SQLite takes the write lock (with the busy timeout) at its
 // start.
@@ -200,6 +211,9 @@ func write(ctx context.Context, st *stmts, r *storage.Row) (storage.Inserted, er
 		if err != nil {
 			return storage.Inserted{}, fmt.Errorf("enqueue %s: %w", r.Task, err)
 		}
+		if n == 0 && r.Replace {
+			return replace(ctx, st, r)
+		}
 		if n == 0 {
 			var id int64
 			if err := st.get(ctx, &st.keyHolder, st.b.keyHolder).QueryRowContext(ctx, r.Key).Scan(&id); err != nil {
@@ -213,6 +227,22 @@ func write(ctx context.Context, st *stmts, r *storage.Row) (storage.Inserted, er
 		return storage.Inserted{}, fmt.Errorf("enqueue %s: %w", r.Task, err)
 	}
 	return storage.Inserted{ID: id}, nil
+}
+
+// replace overwrites the pending task holding r's key with r, whose insert
+// met it in st's transaction.
+func replace(ctx context.Context, st *stmts, r *storage.Row) (storage.Inserted, error) {
+	var runAt int64 // 0: ready
+	if !r.RunAt.IsZero() {
+		runAt = unixNano(r.RunAt)
+	}
+	var id int64
+	err := st.get(ctx, &st.replace, st.b.replace).QueryRowContext(ctx, r.Task, nonNil(r.Args), r.CreatedAt.UnixNano(),
+		r.Priority, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), r.Reschedule, runAt, r.Key).Scan(&id)
+	if err != nil {
+		return storage.Inserted{}, fmt.Errorf("enqueue %s: replace the task holding its key: %w", r.Task, dbError(err))
+	}
+	return storage.Inserted{ID: id, Replaced: true}, nil
 }
 
 // Claim deletes up to n of the ready tasks, highest priority first and
