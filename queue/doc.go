@@ -42,6 +42,13 @@
 // Duplicate set; it is not an error. The key is free again once its task is
 // claimed (or cancelled), so a running task may enqueue its successor.
 //
+// With OnDuplicate Replace a duplicate overwrites the pending task instead,
+// in the same write under the same lock (on PostgreSQL, INSERT ... ON
+// CONFLICT DO UPDATE): the task keeps its id and takes the newest
+// enqueue's arguments and options, and with Debounce its due time becomes
+// now+Debounce. The Result has Replaced set. A running task holds no key,
+// so an enqueue meanwhile is a new pending task.
+//
 // # Claiming and at-most-once
 //
 // [Queue.Claim] deletes up to n ready rows and returns them, in one statement

@@ -131,7 +131,9 @@ type Config struct {
 	// as the daemon would run them only then: a rolled-back task never
 	// runs. Delay and RunAt are ignored (tasks run at once), a task runs
 	// once whatever its MaxAttempts, its Timeout applies, and a Key held
-	// by a committed task not yet run makes the enqueue a duplicate.
+	// by a committed task not yet run makes the enqueue a duplicate (with
+	// OnDuplicate Replace: replaces that task, which runs with the new
+	// arguments when the committed tasks run).
 	// MaxBacklog is ignored. For tests, not production.
 	Inline bool
 	// MaxBacklog, if positive, limits the tasks waiting for the daemon:
@@ -327,11 +329,12 @@ func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Ti
 	if q.cfg.Registry != nil {
 		opts = q.cfg.Registry.Options(task).Merge(opts)
 	}
-	if err := opts.Validate(); err != nil {
+	if err := opts.ValidateEnqueue(); err != nil {
 		return storage.Row{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
 	r := storage.Row{Task: task, Args: b, CreatedAt: now, Priority: opts.Priority, Attempt: 1,
-		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key}
+		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key,
+		Replace: opts.OnDuplicate == registry.Replace, Reschedule: opts.Debounce > 0}
 	if !q.cfg.Inline {
 		r.RunAt = dueAt(opts, now)
 	}
@@ -341,6 +344,8 @@ func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Ti
 // dueAt is when a task may run: the zero time if now, else when it may.
 func dueAt(opts registry.Options, now time.Time) time.Time {
 	switch {
+	case opts.Debounce > 0:
+		return now.Add(opts.Debounce)
 	case !opts.RunAt.IsZero():
 		if opts.RunAt.After(now) {
 			return opts.RunAt
@@ -364,9 +369,12 @@ func (q *Queue) Enqueue(ctx context.Context, task string, args any) (int64, erro
 // EnqueueWith is Enqueue with options, merged over the task definition's
 // defaults when Config.Registry is set. A task with a Key that a pending
 // task (ready or delayed) already holds is not written: the Result is
-// that task's id with Duplicate set, and the error nil. A delayed task is
-// written as such and the daemon is woken all the same, to learn the new
-// earliest due time.
+// that task's id with Duplicate set, and the error nil. With OnDuplicate
+// Replace the pending task takes this enqueue's arguments and options
+// instead (and with Debounce its due time moves to now+Debounce), and
+// the Result is its id with Replaced set. A delayed task is written as
+// such and the daemon is woken all the same, to learn the new earliest
+// due time.
 func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts registry.Options) (registry.Result, error) {
 	// The row goes to the backend in a slice, which an interface call
 	// moves to the heap: a pooled one costs no allocation.
@@ -397,10 +405,15 @@ func (q *Queue) EnqueueWith(ctx context.Context, task string, args any, opts reg
 		q.release(reserved)
 		return registry.Result{}, err
 	}
-	if ins[0].Duplicate {
+	if ins[0].Duplicate || ins[0].Replaced {
 		q.release(reserved)
 	}
-	return registry.Result{ID: ins[0].ID, Duplicate: ins[0].Duplicate}, nil
+	return result(ins[0]), nil
+}
+
+// result is a backend's Inserted as an enqueue's Result.
+func result(ins storage.Inserted) registry.Result {
+	return registry.Result{ID: ins.ID, Duplicate: ins.Duplicate, Replaced: ins.Replaced}
 }
 
 // onePool holds the one-row slices of single enqueues.
@@ -433,15 +446,17 @@ func (q *Queue) EnqueueWithTx(ctx context.Context, tx *sql.Tx, task string, args
 		q.release(reserved)
 		return registry.Result{}, err
 	}
-	if ins[0].Duplicate {
+	if ins[0].Duplicate || ins[0].Replaced {
 		q.release(reserved)
 	}
-	return registry.Result{ID: ins[0].ID, Duplicate: ins[0].Duplicate}, nil
+	return result(ins[0]), nil
 }
 
 // EnqueueMany queues jobs in one transaction, all or none, and wakes the
 // daemon once. It returns their ids in order; a job whose Key a pending
-// task holds is not written and its id is 0.
+// task holds is not written and its id is 0, unless it replaces that task
+// (OnDuplicate Replace): its id is then that task's. Jobs of one key
+// apply in order: the last Replace of them wins.
 func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]int64, error) {
 	if q.cfg.Inline {
 		ids := make([]int64, 0, len(jobs))
@@ -486,15 +501,14 @@ func (q *Queue) enqueueMany(ctx context.Context, tx *sql.Tx, jobs []Job) ([]int6
 		return nil, err
 	}
 	ids := make([]int64, len(rows))
-	dup := 0 // rows reserve counted that were not written
+	dup := 0 // rows reserve counted that added no task
 	for i := range ins {
-		if ins[i].Duplicate {
-			if rows[i].RunAt.IsZero() {
-				dup++
-			}
-			continue
+		if (ins[i].Duplicate || ins[i].Replaced) && rows[i].RunAt.IsZero() {
+			dup++
 		}
-		ids[i] = ins[i].ID
+		if !ins[i].Duplicate {
+			ids[i] = ins[i].ID
+		}
 	}
 	q.release(dup)
 	return ids, nil
@@ -572,7 +586,9 @@ var errLookedUp = errors.New("key looked up")
 
 // runInline runs r now, as Inline mode's Enqueue, unless a committed task
 // not yet run holds its key. The holder is found by inserting r in a
-// transaction that is then rolled back.
+// transaction that is then rolled back, unless r replaced the holder:
+// that commits, and the holder runs with r's arguments when the
+// committed tasks run.
 func (q *Queue) runInline(ctx context.Context, r storage.Row) (registry.Result, error) {
 	if r.Key != "" {
 		var holder storage.Inserted
@@ -582,12 +598,17 @@ func (q *Queue) runInline(ctx context.Context, r storage.Row) (registry.Result, 
 				return err
 			}
 			holder = ins[0]
+			if holder.Replaced {
+				return nil
+			}
 			return errLookedUp
 		})
-		if err != errLookedUp {
+		switch {
+		case err == nil && holder.Replaced:
+			return result(holder), nil
+		case err != errLookedUp:
 			return registry.Result{}, fmt.Errorf("enqueue %s: find the task holding its key: %w", r.Task, err)
-		}
-		if holder.Duplicate {
+		case holder.Duplicate:
 			return registry.Result{ID: holder.ID, Duplicate: true}, nil
 		}
 	}
