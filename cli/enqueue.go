@@ -35,7 +35,8 @@ func (c *cmdEnv) enqueueCommand() command {
 					"Queues TASK with the JSON arguments given (none: null; -: read from standard input;\n"+
 						"@FILE: read from FILE, for arguments past the kernel's 128 KiB per command-line argument)\n"+
 						"and prints each new task's id on stdout; how many and how fast goes to stderr. A task not queued because a pending task\n"+
-						"holds its --key prints no id; stderr names the task holding the key. Options not given\n"+
+						"holds its --key prints no id; stderr names the task holding the key. With --replace that task takes\n"+
+						"these arguments and options instead: its id is printed, and stderr says it was replaced. Options not given\n"+
 						"come from the task's definition in this binary (none with --no-check).")
 				data.registerQueue(fs)
 				data.registerProducer(fs)
@@ -56,6 +57,10 @@ func (c *cmdEnv) enqueueCommand() command {
 			}
 			if err := opts.when(fs); err != nil {
 				return c.usagef("enqueue", "%v", err)
+			}
+			if opts.debounce > 0 && (opts.delay.set || opts.at.set) {
+				return c.usagef("enqueue", "--debounce and --%s both say when the task may run; give one of them",
+					map[bool]string{true: "delay", false: "at"}[opts.delay.set])
 			}
 			task := args[0]
 			var raw json.RawMessage = []byte("null")
@@ -82,7 +87,13 @@ func (c *cmdEnv) enqueueCommand() command {
 				// defaults, the flags winning.
 				o = c.reg.Options(task).Merge(o)
 			}
-			if err := o.Validate(); err != nil {
+			switch {
+			case o.OnDuplicate == registry.Replace && o.Key == "":
+				return c.usagef("enqueue", "--replace needs --key K: the pending task it replaces is the one holding K")
+			case o.Debounce > 0 && o.OnDuplicate != registry.Replace:
+				return c.usagef("enqueue", "--debounce needs --replace: it pushes back the pending task a replace keeps")
+			}
+			if err := o.ValidateEnqueue(); err != nil {
 				return c.usagef("enqueue", "%v", err)
 			}
 			cfg := data.queueConfig()
@@ -151,6 +162,8 @@ type optionFlags struct {
 	timeout     time.Duration
 	maxAttempts int
 	key         string
+	replace     bool
+	debounce    time.Duration
 
 	delayValue nonNegativeDuration
 	atValue    timeFlag
@@ -165,6 +178,9 @@ func (o *optionFlags) register(fs *flag.FlagSet) {
 	fs.Var((*nonNegativeDuration)(&o.timeout), "timeout", "cancel the handler's context this long (a `duration`) after it starts; a timeout is a failure (default: the task's, else none)")
 	fs.Var((*nonNegativeInt)(&o.maxAttempts), "max-attempts", "attempts in all (`N`), the first included, with a backoff between them; 0 or 1: no retries (default: the task's)")
 	fs.StringVar(&o.key, "key", "", "a unique key: while a pending task holds it, queue nothing and name that task")
+	fs.BoolVar(&o.replace, "replace", false, "with --key: give a pending task holding the key these arguments and options instead, keeping its id (and its due time, unless --debounce)")
+	fs.Var((*nonNegativeDuration)(&o.debounce), "debounce", "with --replace: make the task due this long (a `duration`) after the newest enqueue, pushing a pending one back")
+	fs.Lookup("debounce").DefValue = "" // no default to show
 }
 
 // when settles --at and --delay, which both say when the task may run:
@@ -188,8 +204,12 @@ func (o *optionFlags) when(fs *flag.FlagSet) error {
 }
 
 func (o *optionFlags) options() registry.Options {
-	return registry.Options{Priority: o.priority, Delay: time.Duration(o.delayValue), RunAt: o.atValue.t,
-		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key}
+	opts := registry.Options{Priority: o.priority, Delay: time.Duration(o.delayValue), RunAt: o.atValue.t,
+		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key, Debounce: o.debounce}
+	if o.replace {
+		opts.OnDuplicate = registry.Replace
+	}
+	return opts
 }
 
 // progressEvery is how many tasks enqueue queues between two reports of
@@ -216,9 +236,10 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 	defer out.Flush()
 	start := time.Now()
 	var (
-		done int
-		dups duplicates
-		err  error
+		done     int
+		dups     duplicates
+		replaced duplicates
+		err      error
 	)
 	add := func(res registry.Result) {
 		if res.Duplicate {
@@ -226,6 +247,10 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 			return
 		}
 		fmt.Fprintln(out, res.ID)
+		if res.Replaced {
+			replaced.add(res.ID)
+			return
+		}
 		done++
 	}
 	switch {
@@ -274,6 +299,7 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 	prog.finish()
 	out.Flush()
 	dups.report(c, opts.Key)
+	replaced.reportReplaced(c, opts, start)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "snappea enqueue: %v (%d of %d queued before the error)\n", err, done, count)
 		return ExitError
@@ -295,6 +321,8 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 // time for now.
 func dueTime(opts registry.Options, now time.Time) time.Time {
 	switch {
+	case opts.Debounce > 0:
+		return now.Add(opts.Debounce)
 	case !opts.RunAt.IsZero():
 		if opts.RunAt.After(now) {
 			return opts.RunAt
@@ -329,6 +357,23 @@ func (d *duplicates) report(c *cmdEnv, key string) {
 			what = fmt.Sprintf("%d not queued: duplicates", n)
 		}
 		fmt.Fprintf(c.Stderr, "%s of task %d, which is pending with key %q\n", what, h, key)
+	}
+}
+
+// reportReplaced says which pending tasks d's enqueues replaced, at now
+// with opts.
+func (d *duplicates) reportReplaced(c *cmdEnv, opts registry.Options, now time.Time) {
+	due := "its due time kept"
+	if opts.Debounce > 0 {
+		due = "due at " + now.Add(opts.Debounce).Format(time.RFC3339)
+	}
+	for _, h := range d.holders {
+		times := ""
+		if n := d.n[h]; n > 1 {
+			times = fmt.Sprintf(" %d times", n)
+		}
+		fmt.Fprintf(c.Stderr, "replaced%s: task %d, pending with key %q, has the newest arguments and options, %s\n",
+			times, h, opts.Key, due)
 	}
 }
 
