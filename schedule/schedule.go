@@ -83,7 +83,9 @@ type Schedule struct {
 	// definition's defaults when the Queue has a Registry. RunAt cannot
 	// be set; Delay can. With a Key, a tick whose previous task is still
 	// pending enqueues nothing: the ticks do not pile up behind a slow or
-	// stopped daemon.
+	// stopped daemon (with OnDuplicate Replace the tick refreshes that
+	// task instead). Debounce cannot be set: every tick would push the
+	// pending task back.
 	Options registry.Options
 	// CatchUp makes the ticks missed while no scheduler ran (or while the
 	// database could not be written) enqueue one task each, at most
@@ -138,10 +140,24 @@ func (s *Schedule) check(now time.Time) (cron.Schedule, error) {
 	if err := s.Options.Validate(); err != nil {
 		return nil, err
 	}
+	if err := noDebounce(s.Options); err != nil {
+		return nil, err
+	}
 	if !s.Options.RunAt.IsZero() {
 		return nil, bad("options: RunAt is set, but a periodic task has no fixed run time (Delay can be set)")
 	}
 	return sched, nil
+}
+
+// noDebounce refuses a Debounce: each tick's replace would push the
+// pending task back again, and with a Debounce as long as the interval it
+// would never run.
+func noDebounce(o registry.Options) error {
+	if o.Debounce > 0 {
+		return fmt.Errorf("%w: Debounce is set, but each tick would push the pending task back again (OnDuplicate Replace without Debounce refreshes it)",
+			registry.ErrBadOptions)
+	}
+	return nil
 }
 
 // Validate checks schedules as New does, without a queue: each has a
@@ -183,6 +199,17 @@ func compile(schedules []Schedule, reg *registry.Registry, now time.Time) ([]*en
 		}
 		if reg != nil {
 			if err := reg.Check(s.Task, e.args); err != nil {
+				errs = append(errs, fmt.Errorf("schedule %q: %w", s.Name, err))
+				continue
+			}
+			// As each tick's enqueue will merge them: found now, not at
+			// every tick.
+			opts := reg.Options(s.Task).Merge(s.Options)
+			if err := opts.ValidateEnqueue(); err != nil {
+				errs = append(errs, fmt.Errorf("schedule %q: %w", s.Name, err))
+				continue
+			}
+			if err := noDebounce(opts); err != nil {
 				errs = append(errs, fmt.Errorf("schedule %q: %w", s.Name, err))
 				continue
 			}

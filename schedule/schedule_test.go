@@ -152,6 +152,10 @@ func TestNew_errors(t *testing.T) {
 			Options: registry.Options{RunAt: time.Now()}}}, "RunAt", ErrBadSchedule},
 		{"bad options", []Schedule{{Name: "a", Spec: "@hourly", Task: registry.NoopTask,
 			Options: registry.Options{Timeout: -time.Second}}}, `schedule "a"`, registry.ErrBadOptions},
+		{"debounce", []Schedule{{Name: "a", Spec: "@hourly", Task: registry.NoopTask,
+			Options: registry.Options{Key: "k", OnDuplicate: registry.Replace, Debounce: time.Minute}}}, `schedule "a": bad task options: Debounce is set`, registry.ErrBadOptions},
+		{"replace without a key", []Schedule{{Name: "a", Spec: "@hourly", Task: registry.NoopTask,
+			Options: registry.Options{OnDuplicate: registry.Replace}}}, `schedule "a": bad task options: OnDuplicate Replace needs a Key`, registry.ErrBadOptions},
 		{"unknown task", []Schedule{{Name: "a", Spec: "@hourly", Task: "no.such"}}, `schedule "a": unknown task "no.such"`, registry.ErrUnknownTask},
 		{"bad args", []Schedule{{Name: "a", Spec: "@hourly", Task: registry.SleepTask, Args: json.RawMessage(`{"ms":"x"}`)}}, `schedule "a"`, registry.ErrBadArgs},
 	} {
