@@ -99,3 +99,41 @@ func ExampleQueue_EnqueueWith() {
 	// claimed now: 1 cache.rebuild
 	// claimed later: 1 email.reminder 5
 }
+
+// Keep the newest: each enqueue of a key replaces the pending task's
+// arguments, and a debounce makes it run once the enqueues pause.
+func ExampleQueue_EnqueueWith_replace() {
+	dir, _ := os.MkdirTemp("", "snappea-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	q, err := queue.Open(ctx, queue.Config{Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer q.Close()
+
+	opts := registry.Options{Key: "reindex:42", OnDuplicate: registry.Replace, Debounce: time.Minute}
+	for _, doc := range []string{"a", "b", "c"} {
+		res, err := q.EnqueueWith(ctx, "search.reindex", map[string]string{"last": doc}, opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("replaced:", res.Replaced)
+	}
+	tasks, _ := q.Claim(ctx, 10)
+	fmt.Println("claimed now:", len(tasks))
+
+	// A minute after the newest enqueue, as the daemon sees it.
+	if _, err := q.Promote(ctx, time.Now().Add(time.Minute)); err != nil {
+		log.Fatal(err)
+	}
+	tasks, _ = q.Claim(ctx, 10)
+	fmt.Println("claimed later:", len(tasks), string(tasks[0].Args))
+	// Output:
+	// replaced: false
+	// replaced: true
+	// replaced: true
+	// claimed now: 0
+	// claimed later: 1 {"last":"c"}
+}
