@@ -8,6 +8,7 @@ type queries struct {
 	version, insert, insertPlain, drawIDs, insertOne, keyHolders, claim, promote, nextDue, cancel, stats, idSpan, countDue string
 
 	fail, failures, failure, retryOne, retryAll, purge, pruneAge, pruneCount string
+	retryTask, failureCount                                                  string
 
 	schedules, saveSchedule, takeTick string
 
@@ -117,8 +118,14 @@ func newQueries(schema string) queries {
 				SELECT task, args, $1, priority, 0, 1, max_attempts, timeout_ns FROM f ORDER BY id RETURNING id),
 			wake AS (SELECT pg_notify($2, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 			SELECT id, (SELECT count(*) FROM wake) FROM ins ORDER BY id`),
-		purge:    s(`DELETE FROM @.failed`),
-		pruneAge: s(`DELETE FROM @.failed WHERE failed_at < $1`),
+		retryTask: s(`WITH f AS (DELETE FROM @.failed WHERE @.is_json(args) AND task = $3 RETURNING *),
+			ins AS (INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns)
+				SELECT task, args, $1, priority, 0, 1, max_attempts, timeout_ns FROM f ORDER BY id RETURNING id),
+			wake AS (SELECT pg_notify($2, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
+			SELECT id, (SELECT count(*) FROM wake) FROM ins ORDER BY id`),
+		failureCount: s(`SELECT count(*) FROM @.failed`),
+		purge:        s(`DELETE FROM @.failed`),
+		pruneAge:     s(`DELETE FROM @.failed WHERE failed_at < $1`),
 		pruneCount: s(`DELETE FROM @.failed WHERE id IN
 			(SELECT id FROM @.failed ORDER BY failed_at DESC, id DESC OFFSET $1)`),
 
