@@ -90,6 +90,19 @@ func (f PendingFilter) Check() error {
 	return nil
 }
 
+// PendingCounts is a bounded look at the pending tasks, as cheap with a
+// million of them as with ten: for pages that redraw often, where Stats
+// would count every row.
+type PendingCounts struct {
+	Limit   int64 // what CountPending was given
+	Ready   int64 // the ready tasks, counted up to Limit+1: Limit+1 means more than Limit
+	Delayed int64 // the delayed tasks, likewise
+	// OldestID is the ready task with the lowest id, the one enqueued
+	// first, and OldestAt when; 0 and zero when none is ready.
+	OldestID int64
+	OldestAt time.Time
+}
+
 // DefaultPendingLimit is how many tasks Pending lists when the filter
 // gives no limit.
 const DefaultPendingLimit = 100
@@ -144,6 +157,10 @@ type Backend interface {
 	// Pending lists waiting tasks in claim order (ready by priority then
 	// id, then delayed by due time), or its reverse, up to the limit.
 	Pending(ctx context.Context, f PendingFilter) ([]PendingTask, error)
+	// CountPending counts the ready and the delayed tasks, each up to
+	// limit+1, and finds the oldest ready one, reading no more than
+	// limit+1 entries of the claim index for each count.
+	CountPending(ctx context.Context, limit int64) (PendingCounts, error)
 	// Backlog counts the tasks due at now, up to limit+1 of them; with
 	// exact false it may answer with a cheaper upper bound, which it then
 	// reports as not exact.

@@ -16,8 +16,8 @@ type queries struct {
 
 	register, heartbeat, daemons, unregister, removeGone string
 
-	pendingCols string
-	tasks       string
+	pendingCols, countPending string
+	tasks                     string
 }
 
 func newQueries(schema string) queries {
@@ -98,6 +98,10 @@ func newQueries(schema string) queries {
 		idSpan: s(`SELECT coalesce((SELECT max(id) FROM @.tasks) - (SELECT min(id) FROM @.tasks) + 1, 0)`),
 		// ORDER BY: a range of the claim index, not the heap, which after
 		// churn holds dead rows at its start until vacuum reaches them.
+		countPending: s(`WITH oldest AS (SELECT id, created_at FROM @.tasks WHERE run_at = 0 ORDER BY id LIMIT 1)
+			SELECT (SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 LIMIT $1) AS r),
+			       (SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at > 0 LIMIT $1) AS d),
+			       (SELECT id FROM oldest), (SELECT created_at FROM oldest)`),
 		countDue: s(`SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at <= $1 ORDER BY run_at LIMIT $2) AS due`),
 
 		fail: s(`INSERT INTO @.failed

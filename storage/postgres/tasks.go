@@ -313,6 +313,24 @@ func (b *Backend) Pending(ctx context.Context, f storage.PendingFilter) ([]stora
 	return out, nil
 }
 
+// CountPending counts the ready and the delayed tasks, each up to
+// limit+1, in one statement; the oldest ready task is the first of the
+// primary key with run_at 0.
+func (b *Backend) CountPending(ctx context.Context, limit int64) (storage.PendingCounts, error) {
+	c := storage.PendingCounts{Limit: limit}
+	if limit < 0 {
+		return c, fmt.Errorf("count pending tasks: limit %d is negative", limit)
+	}
+	var oldestID, oldestAt sql.NullInt64
+	if err := b.db.QueryRowContext(ctx, b.q.countPending, limit+1).Scan(&c.Ready, &c.Delayed, &oldestID, &oldestAt); err != nil {
+		return c, fmt.Errorf("count pending tasks: %w", b.err(err))
+	}
+	if oldestID.Valid {
+		c.OldestID, c.OldestAt = oldestID.Int64, time.Unix(0, oldestAt.Int64)
+	}
+	return c, nil
+}
+
 // segment is one range of the claim index after a cursor: a condition
 // whose placeholders are written %d, numbered from the first argument
 // given, and its arguments.

@@ -145,3 +145,30 @@ func pendingSQL(f storage.PendingFilter, seg segment, limit int) (string, []any)
 	}
 	return query + ` LIMIT ?`, append(args, limit)
 }
+
+// CountPending counts the ready and the delayed tasks, each up to
+// limit+1, in one statement. The oldest ready task is found in rowid order
+// (NOT INDEXED: the claim index would have to be read whole for its
+// smallest id), which stops at the first ready row: the delayed tasks
+// older than it are all it passes over.
+func (b *Backend) CountPending(ctx context.Context, limit int64) (storage.PendingCounts, error) {
+	c := storage.PendingCounts{Limit: limit}
+	if limit < 0 {
+		return c, fmt.Errorf("count pending tasks: limit %d is negative", limit)
+	}
+	var oldestID, oldestAt sql.NullInt64
+	err := b.db.QueryRowContext(ctx, countPendingSQL, limit+1, limit+1).Scan(&c.Ready, &c.Delayed, &oldestID, &oldestAt)
+	if err != nil {
+		return c, fmt.Errorf("count pending tasks: %w", dbError(err))
+	}
+	if oldestID.Valid {
+		c.OldestID = oldestID.Int64
+		c.OldestAt = time.Unix(0, oldestAt.Int64)
+	}
+	return c, nil
+}
+
+const countPendingSQL = `WITH oldest AS (SELECT id, created_at FROM snappea_tasks NOT INDEXED WHERE run_at = 0 ORDER BY id LIMIT 1)
+	SELECT (SELECT count(*) FROM (SELECT 1 FROM snappea_tasks WHERE run_at = 0 LIMIT ?)),
+	       (SELECT count(*) FROM (SELECT 1 FROM snappea_tasks WHERE run_at > 0 LIMIT ?)),
+	       (SELECT id FROM oldest), (SELECT CAST(created_at AS INTEGER) FROM oldest)`

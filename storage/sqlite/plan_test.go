@@ -123,3 +123,37 @@ func TestPendingSQL_plan(t *testing.T) {
 		}
 	}
 }
+
+// TestCountPendingSQL_plan: the counts are ranges of the claim index; the
+// oldest ready task is read in rowid order, never sorted.
+func TestCountPendingSQL_plan(t *testing.T) {
+	q := mustOpenIn(t, t.TempDir(), Config{})
+	rows, err := q.DB().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+countPendingSQL, 10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	searches := 0
+	for _, step := range plan {
+		switch {
+		case strings.Contains(step, "TEMP B-TREE"):
+			t.Errorf("plan %q sorts", plan)
+		case strings.HasPrefix(step, "SEARCH snappea_tasks USING COVERING INDEX snappea_tasks_claim"):
+			searches++
+		case strings.HasPrefix(step, "SCAN snappea_tasks") && strings.Contains(step, "INDEX"):
+			t.Errorf("plan step %q reads an index whole", step)
+		}
+	}
+	if searches != 2 {
+		t.Errorf("plan %q: want both counts searching the claim index", plan)
+	}
+}

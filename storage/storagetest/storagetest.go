@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"Pending", testPending},
 		{"PendingPages", testPendingPages},
 		{"PendingFilters", testPendingFilters},
+		{"CountPending", testCountPending},
 		{"RetryFailuresOf", testRetryFailuresOf},
 		{"Schedules", testSchedules},
 		{"ScheduleTakers", testScheduleTakers},
@@ -663,6 +664,28 @@ func testPendingFilters(t *testing.T, b storage.Backend) {
 	}
 	if _, err := b.Pending(ctx, storage.PendingFilter{Ready: true, Delayed: true}); err == nil {
 		t.Error("Pending with Ready and Delayed: no error")
+	}
+}
+
+func testCountPending(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	c, err := b.CountPending(ctx, 10)
+	if err != nil || c.Ready != 0 || c.Delayed != 0 || c.OldestID != 0 || !c.OldestAt.IsZero() {
+		t.Errorf("CountPending of an empty queue: got %+v, %v", c, err)
+	}
+	d1, d2, r1, r2 := row("d"), row("d"), row("r"), row("r")
+	d1.RunAt, d2.RunAt, r2.CreatedAt = base.Add(time.Hour), base.Add(time.Hour), base.Add(time.Minute)
+	res := mustInsert(t, b, d1, d2, r1, r2, row("r"))
+	c, err = b.CountPending(ctx, 10)
+	if err != nil || c.Ready != 3 || c.Delayed != 2 || c.OldestID != res[2].ID || !c.OldestAt.Equal(base) || c.Limit != 10 {
+		t.Errorf("CountPending(10): got %+v, %v; want 3 ready, 2 delayed, oldest %d at %v", c, err, res[2].ID, base)
+	}
+	c, err = b.CountPending(ctx, 1)
+	if err != nil || c.Ready != 2 || c.Delayed != 2 {
+		t.Errorf("CountPending(1): got %+v, %v; want 2 and 2 (more than the limit)", c, err)
+	}
+	if _, err := b.CountPending(ctx, -1); err == nil {
+		t.Error("CountPending(-1): no error")
 	}
 }
 
