@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -126,7 +127,21 @@ type Handler struct {
 	csrfKey []byte
 	pages   map[string]*template.Template
 	mux     *http.ServeMux
-	static  http.Handler
+}
+
+// asset serves an embedded stylesheet or script.
+func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	types := map[string]string{".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+	typ := types[path.Ext(name)]
+	b, err := fs.ReadFile(staticFS, "static/"+name)
+	if err != nil || typ == "" || !fs.ValidPath(name) {
+		h.fail(w, r, http.StatusNotFound, "no asset %.60q", name)
+		return
+	}
+	w.Header().Set("Content-Type", typ)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write(b)
 }
 
 // New checks cfg and returns the Handler. Mount it under a prefix with
@@ -145,11 +160,6 @@ func New(cfg Config) (*Handler, error) {
 		}
 		h.pages[name] = t
 	}
-	sub, err := fs.Sub(staticFS, "static")
-	if err != nil {
-		return nil, fmt.Errorf("dashboard: %w", err)
-	}
-	h.static = http.StripPrefix("/static/", http.FileServerFS(sub))
 
 	m := http.NewServeMux()
 	m.HandleFunc("GET /{$}", h.overview)
@@ -159,7 +169,7 @@ func New(cfg Config) (*Handler, error) {
 	m.HandleFunc("GET /failed/{id}", h.failure)
 	m.HandleFunc("GET /schedules", h.schedules)
 	m.HandleFunc("GET /tasks", h.tasks)
-	m.Handle("GET /static/", h.static)
+	m.HandleFunc("GET /static/{name}", h.asset)
 	m.HandleFunc("POST /pause", h.post(h.pause))
 	m.HandleFunc("POST /resume", h.post(h.resume))
 	m.HandleFunc("POST /workers", h.post(h.setWorkers))
@@ -226,12 +236,12 @@ type page struct {
 	Base, Path, Title string
 	Back              string // the path and query to come back to after a form
 
-	CSRF              string
-	ReadOnly          bool
-	HasDaemon         bool
-	Notice            string
-	Now               time.Time
-	Data              any
+	CSRF      string
+	ReadOnly  bool
+	HasDaemon bool
+	Notice    string
+	Now       time.Time
+	Data      any
 }
 
 func (h *Handler) newPage(w http.ResponseWriter, r *http.Request, title string, data any) *page {

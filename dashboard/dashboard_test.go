@@ -310,6 +310,10 @@ func TestHandler_pages(t *testing.T) {
 			case <-time.After(waitFor):
 				t.Fatal("the block task did not start")
 			}
+			// The ok tasks run and finish beside it.
+			until(t, "the ok tasks to finish", func() bool {
+				return e.fm.Snapshot().Busy == 1 && len(e.pending(storage.PendingFilter{Ready: true})) == 0
+			})
 			e.mustGet("/running", "<td>"+itoa(id)+"</td><td>block</td>", `/running/`+itoa(id)+`/cancel`)
 			e.mustGet("/", `id="count-running">1<`, `id="pause"`)
 		})

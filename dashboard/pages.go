@@ -125,6 +125,7 @@ func (h *Handler) live(r *http.Request) (*control.Status, string) {
 // daemons lists the daemons: on PostgreSQL the table of daemons, all of
 // them; on SQLite the one daemon, when it answered.
 func (h *Handler) daemons(ctx context.Context, live *control.Status) ([]daemonRow, error) {
+	host, _ := os.Hostname() // the control socket's daemon is on this host
 	if !h.lite {
 		ds, err := h.q.Backend().Daemons(ctx)
 		if err != nil {
@@ -132,6 +133,11 @@ func (h *Handler) daemons(ctx context.Context, live *control.Status) ([]daemonRo
 		}
 		var out []daemonRow
 		for _, d := range ds {
+			if live != nil && d.PID == live.PID && d.Host == host && !d.Gone {
+				// The connected daemon itself: its state now, not at its
+				// last heartbeat.
+				d.Busy, d.Workers, d.Paused = live.WorkersBusy, live.WorkersTotal, live.State == "paused"
+			}
 			state := "running"
 			switch {
 			case d.Gone:
@@ -147,7 +153,6 @@ func (h *Handler) daemons(ctx context.Context, live *control.Status) ([]daemonRo
 	if live == nil {
 		return nil, nil
 	}
-	host, _ := os.Hostname() // the control socket is on this host
 	return []daemonRow{{State: live.State, Host: host, PID: live.PID, Generation: int64(live.Generation),
 		Busy: live.WorkersBusy, Workers: live.WorkersTotal, Paused: live.State == "paused", Started: live.StartedAt}}, nil
 }
