@@ -54,7 +54,7 @@ func TestDashboardFlags_check(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		f     dashboardFlags
-		err   string                 // "" : no error
+		err   string                // "" : no error
 		admit func(r *http.Request) // a request the auth admits; nil: no auth
 	}{
 		{name: "off", f: dashboardFlags{}},
