@@ -40,6 +40,7 @@ func perMinute(rows []snappea.StatsRow, now time.Time, window time.Duration) (fi
 // Chart geometry, in SVG user units.
 const (
 	chartW, chartH = 720, 120
+	chartTop       = 16 // above the bars, for the scale
 	chartPad       = 20 // below, for the time labels
 )
 
@@ -54,7 +55,7 @@ func chartSVG(title string, ps []point, class string) template.HTML {
 	}
 	var b strings.Builder
 	esc := template.HTMLEscapeString
-	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s">`, chartW, chartH+chartPad, esc(title))
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 -%d %d %d" role="img" aria-label="%s">`, chartTop, chartW, chartTop+chartH+chartPad, esc(title))
 	fmt.Fprintf(&b, `<title>%s: %d in %d minutes, at most %d in one</title>`, esc(title), total, len(ps), top)
 	fmt.Fprintf(&b, `<line class="axis" x1="0" y1="%d" x2="%d" y2="%d"/>`, chartH, chartW, chartH)
 	if len(ps) > 0 {
@@ -78,6 +79,6 @@ func chartSVG(title string, ps []point, class string) template.HTML {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s">%s</text>`, float64(i)*w+w/2, chartH+15, anchor, ps[i].Minute.Format("15:04"))
 		}
 	}
-	fmt.Fprintf(&b, `<text class="top" x="2" y="12">%d/min</text></svg>`, top)
+	fmt.Fprintf(&b, `<text class="top" x="2" y="-4">%d/min</text></svg>`, top)
 	return template.HTML(b.String())
 }

@@ -8,8 +8,14 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"ago":      ago,
-	"dur":      dur,
+	"ago": ago,
+	"dur": dur,
+	"window": func(d time.Duration) string {
+		if d%time.Hour == 0 {
+			return fmt.Sprintf("%dh", d/time.Hour)
+		}
+		return d.Round(time.Minute).String()
+	},
 	"secs":     func(s float64) string { return dur(time.Duration(s * float64(time.Second))) },
 	"when":     when,
 	"num":      num,
