@@ -20,7 +20,9 @@ const pingTimeout = 2 * time.Second
 var _ control.Handler = (*daemon)(nil)
 
 // Status reports the daemon and the queue.
-func (d *daemon) Status(ctx context.Context) (*control.Status, error) { return d.status(ctx, true) }
+func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
+	return d.status(ctx, !control.WithoutQueue(ctx))
+}
 
 // status is the daemon's status, with the queue's counts when counts is
 // set (they count every pending row; the dashboard bounds its own).

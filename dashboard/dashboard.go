@@ -44,7 +44,9 @@ const (
 type Daemon interface {
 	// Status is the daemon's state. The dashboard reads its state,
 	// workers, running tasks, counters, pid, generation and start; it
-	// counts the queue itself.
+	// counts the queue itself, and calls LiveStatus instead when the
+	// Daemon has it (as *control.Client does), so that the daemon does not
+	// count every pending row for each page.
 	Status(ctx context.Context) (*control.Status, error)
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error

@@ -108,6 +108,12 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, "overview", http.StatusOK, h.newPage(w, r, "Overview", d))
 }
 
+// liveStatuser is a Daemon that can leave the queue's counts out of its
+// status, as *control.Client can.
+type liveStatuser interface {
+	LiveStatus(ctx context.Context) (*control.Status, error)
+}
+
 // live asks the daemon for its state; nil and why when it cannot.
 func (h *Handler) live(r *http.Request) (*control.Status, string) {
 	if h.cfg.Daemon == nil {
@@ -115,7 +121,11 @@ func (h *Handler) live(r *http.Request) (*control.Status, string) {
 	}
 	ctx, cancel := daemonCtx(r)
 	defer cancel()
-	st, err := h.cfg.Daemon.Status(ctx)
+	status := h.cfg.Daemon.Status
+	if l, ok := h.cfg.Daemon.(liveStatuser); ok {
+		status = l.LiveStatus // without the daemon's count of every pending row
+	}
+	st, err := status(ctx)
 	if err != nil {
 		return nil, "the daemon did not answer: " + err.Error()
 	}

@@ -21,6 +21,7 @@ import (
 	root "github.com/snappea/snappea"
 	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/queue"
+	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/storage"
 )
 
@@ -76,6 +77,21 @@ func TestDashboard_daemon(t *testing.T) {
 	}
 	if s := fullStatus(t, dir); s.State != "running" {
 		t.Errorf("after a POST without a token the daemon is %s", s.State)
+	}
+	// A dashboard in another process asks for the status without the
+	// queue's counts, which it makes itself, bounded.
+	q := openQueue(t, dir)
+	if _, err := q.EnqueueWith(context.Background(), "snappea.noop", nil, registry.Options{Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	c := control.Dial(filepath.Join(dir, control.SocketFile))
+	full, err := c.Status(context.Background())
+	if err != nil || full.Delayed != 1 {
+		t.Errorf("Status: delayed %v, %v; want 1", full, err)
+	}
+	live, err := c.LiveStatus(context.Background())
+	if err != nil || live.Delayed != 0 || live.State != "running" || live.WorkersTotal != 16 {
+		t.Errorf("LiveStatus: %+v, %v; want the daemon's state without the counts", live, err)
 	}
 	d.stop()
 
