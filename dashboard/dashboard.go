@@ -20,12 +20,12 @@ import (
 	"github.com/snappea/snappea/storage/sqlite"
 )
 
-// The defaults of Config.
+// The defaults of Config, and the pages' sizes.
 const (
-	DefaultChartWindow = 3 * time.Hour
-	DefaultCountLimit  = 10000
-	DefaultPageSize    = 50
-	MaxPageSize        = 500
+	DefaultChartWindow = 3 * time.Hour // Config.ChartWindow's default
+	DefaultCountLimit  = 10000         // Config.CountLimit's default
+	DefaultPageSize    = 50            // rows of a page of /queued or /failed without ?limit=
+	MaxPageSize        = 500           // the largest ?limit= a page takes
 )
 
 // Limits on what a request may bring: beyond them it is refused with a

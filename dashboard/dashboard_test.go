@@ -592,3 +592,21 @@ func TestNew_config(t *testing.T) {
 		t.Errorf("running without a daemon: status %d", rec.Code)
 	}
 }
+
+// TestHandler_countLimit: beyond Config.CountLimit the overview says
+// "more than", and shows the backlog the statistics sampled.
+func TestHandler_countLimit(t *testing.T) {
+	e := newEnv(t, backends(t)[0], dashboard.Config{CountLimit: 2})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := e.q.Enqueue(ctx, "ok", struct{}{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	min := time.Now().Truncate(time.Minute)
+	if err := e.q.AddStats(ctx, []snappea.StatsRow{{Minute: min, Backlog: 3}}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGet("/", `id="count-ready">&gt; 2<`, `id="count-delayed">0<`, "Counts stop at 2 to stay fast.",
+		"The statistics sampled 3 pending tasks")
+}

@@ -39,6 +39,7 @@ type daemonRow struct {
 
 type overviewData struct {
 	Ready, Delayed count
+	Limit          int64 // where the counts stop
 	Running        int
 	RunningKnown   bool
 	Failed         int64
@@ -59,7 +60,7 @@ type overviewData struct {
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	d := overviewData{Window: h.cfg.ChartWindow, MaxWorkers: maxWorkers}
+	d := overviewData{Window: h.cfg.ChartWindow, MaxWorkers: maxWorkers, Limit: h.cfg.CountLimit}
 	c, err := h.q.Backend().CountPending(ctx, h.cfg.CountLimit)
 	if err != nil {
 		h.internal(w, r, "count the pending tasks", err)
