@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -295,4 +296,37 @@ func until(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDashboard_reload: after a reload the new program serves the
+// dashboard on the same address.
+func TestDashboard_reload(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := dataDir(t)
+	d := startDaemon(t, dir, "--dashboard-addr", addr)
+	get := func() int {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("GET the dashboard: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != 200 {
+		t.Fatalf("GET the dashboard: %d", code)
+	}
+	mustSnappea(t, "reload", "--wait", "--dir", dir)
+	if n := d.count(isMsg("serving the dashboard")); n != 2 {
+		t.Errorf("%d dashboard starts after a reload, want 2\n%s", n, d.output())
+	}
+	if code := get(); code != 200 {
+		t.Errorf("GET the dashboard after the reload: %d", code)
+	}
+	d.stop()
 }
