@@ -123,3 +123,16 @@ func BenchmarkQueued_1M_newest(b *testing.B)   { benchPage(b, "/queued?order=new
 func BenchmarkQueued_1M_priority(b *testing.B) { benchPage(b, "/queued?priority=2") }
 func BenchmarkQueued_1M_rareTask(b *testing.B) { benchPage(b, "/queued?task=rare") }
 func BenchmarkQueued_1M_key(b *testing.B)      { benchPage(b, "/queued?key=nope") }
+func BenchmarkQueued_1M_absentTask(b *testing.B) { benchPage(b, "/queued?task=none") }
+
+// BenchmarkPending_1M_absentTaskSQL is what /queued?task=none would cost
+// with the name filtered in the statement: the whole claim index read.
+func BenchmarkPending_1M_absentTaskSQL(b *testing.B) {
+	q := bigQueue(b)
+	for b.Loop() {
+		if _, err := q.Pending(context.Background(), storage.PendingFilter{Task: "none", Limit: 51}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/page")
+}

@@ -24,6 +24,7 @@ import (
 const (
 	DefaultChartWindow = 3 * time.Hour // Config.ChartWindow's default
 	DefaultCountLimit  = 10000         // Config.CountLimit's default
+	DefaultSearchLimit = 5000          // Config.SearchLimit's default
 	DefaultPageSize    = 50            // rows of a page of /queued or /failed without ?limit=
 	MaxPageSize        = 500           // the largest ?limit= a page takes
 )
@@ -84,6 +85,11 @@ type Config struct {
 	// the overview says "more than" and shows the backlog the daemon's
 	// statistics sampled. Default 10000.
 	CountLimit int64
+	// SearchLimit is the most queued tasks a page of /queued filtered by
+	// task name reads, in claim order, to find its tasks (the index holds
+	// no names); a page that found fewer says so and its next page
+	// searches on. Default 5000.
+	SearchLimit int
 	// Logger receives the handler's errors (not the refused requests).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -95,6 +101,8 @@ func (c *Config) setDefaults() error {
 		return errors.New("dashboard: Queue is required")
 	case c.ChartWindow < 0 || c.ChartWindow > 24*time.Hour:
 		return fmt.Errorf("dashboard: ChartWindow %v: want 0 (the default, %v) up to 24h", c.ChartWindow, DefaultChartWindow)
+	case c.SearchLimit < 0:
+		return fmt.Errorf("dashboard: SearchLimit %d: want 0 (the default, %d) or more", c.SearchLimit, DefaultSearchLimit)
 	case c.CountLimit < 0:
 		return fmt.Errorf("dashboard: CountLimit %d: want 0 (the default, %d) or more", c.CountLimit, DefaultCountLimit)
 	}
@@ -103,6 +111,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ChartWindow < 10*time.Minute {
 		c.ChartWindow = 10 * time.Minute
+	}
+	if c.SearchLimit == 0 {
+		c.SearchLimit = DefaultSearchLimit
 	}
 	if c.CountLimit == 0 {
 		c.CountLimit = DefaultCountLimit

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -609,4 +611,58 @@ func TestHandler_countLimit(t *testing.T) {
 	}
 	e.mustGet("/", `id="count-ready">&gt; 2<`, `id="count-delayed">0<`, "Counts stop at 2 to stay fast.",
 		"The statistics sampled 3 pending tasks")
+}
+
+var nextRE = regexp.MustCompile(`id="next" href="/snappea([^"]+)"`)
+
+// TestHandler_searchTask: a page filtered by task name reads at most
+// SearchLimit tasks; when that finds too few it says so, and its next page
+// searches on, until every task of the name is listed once.
+func TestHandler_searchTask(t *testing.T) {
+	e := newEnv(t, backends(t)[0], dashboard.Config{SearchLimit: 5})
+	ctx := context.Background()
+	var want []int64
+	for i := range 12 {
+		name := "ok"
+		if i == 3 || i >= 10 {
+			name = "other"
+		}
+		id, err := e.q.Enqueue(ctx, name, boomArgs{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "other" {
+			want = append(want, id)
+		}
+	}
+	var got []int64
+	partials := 0
+	path := "/queued?task=other&limit=2"
+	rowRE := regexp.MustCompile(`<tr><td>(\d+)</td><td>other</td>`)
+	for range 10 {
+		body := e.mustGet(path)
+		for _, m := range rowRE.FindAllStringSubmatch(body, -1) {
+			id, _ := strconv.ParseInt(m[1], 10, 64)
+			got = append(got, id)
+		}
+		if strings.Contains(body, `id="partial"`) {
+			partials++
+		}
+		m := nextRE.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		path = html.UnescapeString(m[1])
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the pages of task other listed %v, want %v", got, want)
+	}
+	if partials == 0 {
+		t.Error("no page said the search stopped at the limit")
+	}
+	// A common name fills its page at once.
+	body := e.mustGet("/queued?task=ok&limit=3")
+	if n := strings.Count(body, "<td>ok</td>"); n != 3 || strings.Contains(body, `id="partial"`) || nextRE.FindString(body) == "" {
+		t.Errorf("/queued?task=ok&limit=3: %d rows, partial %v; want 3 and a next page", n, strings.Contains(body, `id="partial"`))
+	}
 }

@@ -193,6 +193,11 @@ type queuedData struct {
 	Next  string // the query string of the next page; "" on the last
 	First string // of the first page with the same filters
 	Paged bool   // this is not the first page
+	// Searched is how many queued tasks a page filtered by task name
+	// read; Partial is set when it stopped at Config.SearchLimit before
+	// filling the page.
+	Searched int
+	Partial  bool
 }
 
 func (h *Handler) queued(w http.ResponseWriter, r *http.Request) {
@@ -206,20 +211,85 @@ func (h *Handler) queued(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, "%v", err)
 		return
 	}
-	f := qq.filter()
-	f.Limit = qq.Limit + 1 // one more: is there a next page?
-	ts, err := h.q.Backend().Pending(r.Context(), f)
+	d := queuedData{Query: qq, Paged: qq.After != nil, First: qq.encode(nil)}
+	if qq.Task != "" && qq.Key == "" {
+		err = h.searchTask(r.Context(), qq, &d)
+	} else {
+		err = h.listQueued(r.Context(), qq, &d)
+	}
 	if err != nil {
 		h.internal(w, r, "list the queued tasks", err)
 		return
 	}
-	d := queuedData{Query: qq, Tasks: ts, Paged: qq.After != nil, First: qq.encode(nil)}
+	h.render(w, r, "queued", http.StatusOK, h.newPage(w, r, "Queued", d))
+}
+
+// listQueued is a page of the queued tasks, straight from the claim index.
+func (h *Handler) listQueued(ctx context.Context, qq queuedQuery, d *queuedData) error {
+	f := qq.filter()
+	f.Limit = qq.Limit + 1 // one more: is there a next page?
+	ts, err := h.q.Backend().Pending(ctx, f)
+	if err != nil {
+		return err
+	}
+	d.Tasks = ts
 	if len(ts) > qq.Limit {
 		d.Tasks = ts[:qq.Limit]
 		c := d.Tasks[len(d.Tasks)-1].Cursor()
 		d.Next = qq.encode(&c)
 	}
-	h.render(w, r, "queued", http.StatusOK, h.newPage(w, r, "Queued", d))
+	return nil
+}
+
+// searchChunk is how many queued tasks searchTask reads at a time.
+const searchChunk = 1000
+
+// searchTask is a page of the queued tasks of one name. The claim index
+// does not hold the name, so the tasks are read in claim order, in
+// chunks, and those of other names skipped, up to Config.SearchLimit
+// tasks: a page of a name that is one task in a million costs no more
+// than one of a common name. When the search stops short, the next page
+// continues it from the last task read.
+func (h *Handler) searchTask(ctx context.Context, qq queuedQuery, d *queuedData) error {
+	f := qq.filter()
+	f.Task = ""
+	after := qq.After
+	var last storage.PendingCursor
+	end := false
+	for d.Searched < h.cfg.SearchLimit && len(d.Tasks) <= qq.Limit {
+		f.After = after
+		f.Limit = min(searchChunk, h.cfg.SearchLimit-d.Searched)
+		ps, err := h.q.Backend().Pending(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			d.Searched++
+			last = p.Cursor()
+			if p.Task == qq.Task {
+				d.Tasks = append(d.Tasks, p)
+				if len(d.Tasks) > qq.Limit {
+					break
+				}
+			}
+		}
+		if len(ps) < f.Limit {
+			end = true
+			break
+		}
+		after = &last
+	}
+	switch {
+	case len(d.Tasks) > qq.Limit:
+		d.Tasks = d.Tasks[:qq.Limit]
+		c := d.Tasks[len(d.Tasks)-1].Cursor()
+		d.Next = qq.encode(&c)
+	case !end && d.Searched > 0:
+		// Stopped at the search limit: the next page searches on.
+		d.Partial = true
+		d.Next = qq.encode(&last)
+	}
+	return nil
 }
 
 type failedData struct {
