@@ -119,10 +119,10 @@ func BenchmarkQueued_1M_deepPage(b *testing.B) {
 	c := bigLast.Cursor()
 	benchPage(b, "/queued?state=ready&after="+dashboard.CursorParam(c))
 }
-func BenchmarkQueued_1M_newest(b *testing.B)   { benchPage(b, "/queued?order=newest") }
-func BenchmarkQueued_1M_priority(b *testing.B) { benchPage(b, "/queued?priority=2") }
-func BenchmarkQueued_1M_rareTask(b *testing.B) { benchPage(b, "/queued?task=rare") }
-func BenchmarkQueued_1M_key(b *testing.B)      { benchPage(b, "/queued?key=nope") }
+func BenchmarkQueued_1M_newest(b *testing.B)     { benchPage(b, "/queued?order=newest") }
+func BenchmarkQueued_1M_priority(b *testing.B)   { benchPage(b, "/queued?priority=2") }
+func BenchmarkQueued_1M_rareTask(b *testing.B)   { benchPage(b, "/queued?task=rare") }
+func BenchmarkQueued_1M_key(b *testing.B)        { benchPage(b, "/queued?key=nope") }
 func BenchmarkQueued_1M_absentTask(b *testing.B) { benchPage(b, "/queued?task=none") }
 
 // BenchmarkPending_1M_absentTaskSQL is what /queued?task=none would cost
