@@ -28,7 +28,8 @@
 //     ones) gets a 4xx page that says what was wrong.
 //
 // The pages stay fast with a million pending tasks: counts are bounded
-// (storage.Backend.CountPending, exact up to Config.CountLimit) and the
+// (storage.Backend.CountPending, exact up to Config.CountLimit), the
 // queued tasks are listed in pages read from the claim index after a
-// cursor, never with an offset.
+// cursor, never with an offset, and a page filtered by task name reads at
+// most Config.SearchLimit tasks.
 package dashboard
