@@ -235,6 +235,13 @@ func (d *daemon) run(ctx context.Context) int {
 		}
 	}()
 
+	stopDashboard, err := d.startDashboard()
+	if err != nil {
+		log.Error("not starting", "err", err)
+		return ExitError
+	}
+	defer stopDashboard()
+
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.cancelRun = cancel

@@ -9,6 +9,7 @@ import (
 
 	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/foreman"
+	"github.com/snappea/snappea/queue"
 )
 
 // pingTimeout is how long the health check waits for the foreman's loop.
@@ -20,10 +21,19 @@ var _ control.Handler = (*daemon)(nil)
 
 // Status reports the daemon and the queue.
 func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
+	return d.status(ctx, !control.WithoutQueue(ctx))
+}
+
+// status is the daemon's status, with the queue's counts when counts is
+// set (they count every pending row; the dashboard bounds its own).
+func (d *daemon) status(ctx context.Context, counts bool) (*control.Status, error) {
 	s := d.fm.Snapshot()
-	st, err := d.q.Stats(ctx)
-	if err != nil {
-		return nil, err
+	var st queue.Stats
+	var err error
+	if counts {
+		if st, err = d.q.Stats(ctx); err != nil {
+			return nil, err
+		}
 	}
 	out := &control.Status{
 		Running: true, PID: os.Getpid(), DaemonPID: os.Getpid(),

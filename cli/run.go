@@ -21,6 +21,7 @@ type runFlags struct {
 	stuckAfter      time.Duration
 	sentryDSN       string
 	metricsAddr     string
+	dashboard       dashboardFlags
 	statsRetention  time.Duration
 	failedRetention time.Duration
 	failedMax       int
@@ -47,6 +48,11 @@ func (c *cmdEnv) runCommand() command {
 				fs.DurationVar(&f.stuckAfter, "stuck-after", time.Minute, withEnv("stuck-after", "'snappea health' fails when ready tasks have waited this long with no worker busy and the daemon not paused"))
 				fs.StringVar(&f.sentryDSN, "sentry-dsn", "", withEnv("sentry-dsn", "report failed and panicking tasks to this Sentry DSN"))
 				fs.StringVar(&f.metricsAddr, "metrics-addr", "", withEnv("metrics-addr", "serve Prometheus metrics on this HOST:PORT at /metrics, e.g. 127.0.0.1:9090 (default: off)"))
+				fs.StringVar(&f.dashboard.addr, "dashboard-addr", "", withEnv("dashboard-addr", "serve the web dashboard on this HOST:PORT; a bare port (:8080) is on 127.0.0.1; any other host requires --dashboard-auth-file or --dashboard-token (default: off)"))
+				fs.StringVar(&f.dashboard.authFile, "dashboard-auth-file", "", withEnv("dashboard-auth-file", "file whose first line is USER:PASSWORD (basic authentication) or a token (bearer) for the dashboard"))
+				fs.StringVar(&f.dashboard.token, "dashboard-token", "", withEnv("dashboard-token", "bearer token for the dashboard (also its basic-auth password); prefer the environment variable, which ps does not show"))
+				fs.BoolVar(&f.dashboard.showArgs, "dashboard-show-args", false, withEnv("dashboard-show-args", "show the failed tasks' arguments in the dashboard (they can hold secrets)"))
+				fs.BoolVar(&f.dashboard.readOnly, "dashboard-read-only", false, withEnv("dashboard-read-only", "the dashboard shows and changes nothing: no pause, retry, cancel or purge"))
 				fs.DurationVar(&f.statsRetention, "stats-retention", core.DefaultStatsRetention, withEnv("stats-retention", "keep per-minute task statistics this long ('snappea stats'); 0 disables them"))
 				fs.DurationVar(&f.failedRetention, "failed-retention", core.DefaultFailedRetention, withEnv("failed-retention", "keep the record of failed tasks this long ('snappea failed'); 0: no age limit"))
 				fs.IntVar(&f.failedMax, "failed-max", core.DefaultFailedMax, withEnv("failed-max", "keep at most this many failed tasks, the newest; 0: no limit"))
@@ -93,6 +99,9 @@ func (f *runFlags) validate(given ...func(name string) string) error {
 		return fmt.Errorf("%s: want zero (no limit) or more", name("failed-retention", f.failedRetention))
 	case f.failedMax < 0:
 		return fmt.Errorf("%s: want zero (no limit) or more", name("failed-max", f.failedMax))
+	}
+	if _, _, err := f.dashboard.check(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -50,6 +50,19 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
+// LiveStatus is Status without the queue's counts (Pending, Ready,
+// Delayed, OldestAgeSeconds are 0), which the daemon would count over
+// every pending row: for a caller that counts the queue itself, bounded,
+// such as the dashboard. A daemon from before LiveStatus answers with the
+// counts.
+func (c *Client) LiveStatus(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.do(ctx, http.MethodGet, "/status?queue=0", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Health returns nil when the daemon is healthy. When it is not, the error
 // is a *ServerError whose text is the daemon's reason, and it matches
 // ErrUnhealthy.

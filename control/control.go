@@ -50,6 +50,15 @@ type Handler interface {
 	Cancel(ctx context.Context, id int64) (bool, error)
 }
 
+type noQueueKey struct{}
+
+// WithoutQueue reports whether the Status call with ctx was asked for by
+// Client.LiveStatus: the Handler may then leave the queue's counts out.
+func WithoutQueue(ctx context.Context) bool {
+	v, _ := ctx.Value(noQueueKey{}).(bool)
+	return v
+}
+
 var (
 	// ErrConflict is wrapped by a Handler's error when the request
 	// contradicts the daemon's state, for example a stop while stopping.

@@ -58,7 +58,11 @@ func (h *fakeHandler) Calls() []string {
 }
 
 func (h *fakeHandler) Status(ctx context.Context) (*Status, error) {
-	h.record("status")
+	if WithoutQueue(ctx) {
+		h.record("status without queue")
+	} else {
+		h.record("status")
+	}
 	if h.block != nil {
 		h.entered <- struct{}{}
 		select {
@@ -943,5 +947,23 @@ func TestClient_ContextEnds(t *testing.T) {
 	cancel()
 	if err := wait(t, got, "return of Status"); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Status = %v, want context.Canceled naming the socket", err)
+	}
+}
+
+// TestClient_LiveStatus: LiveStatus tells the handler it may leave the
+// queue's counts out; Status does not.
+func TestClient_LiveStatus(t *testing.T) {
+	h := &fakeHandler{status: &Status{State: "running", WorkersTotal: 3}}
+	_, path := mustListen(t, h)
+	c := Dial(path)
+	st, err := c.LiveStatus(testContext(t))
+	if err != nil || st.State != "running" || st.WorkersTotal != 3 || !st.Running {
+		t.Fatalf("LiveStatus: %+v, %v", st, err)
+	}
+	if _, err := c.Status(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Calls(), []string{"status without queue", "status"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("handler got %q, want %q", got, want)
 	}
 }

@@ -546,6 +546,9 @@ func decodeBody(r *http.Request, v any, want string, optional bool) error {
 }
 
 func (s *Server) status(ctx context.Context, r *http.Request) (int, any) {
+	if r.URL.Query().Get("queue") == "0" {
+		ctx = context.WithValue(ctx, noQueueKey{}, true)
+	}
 	st, err := s.h.Status(ctx)
 	if err != nil {
 		return errorReply(err)

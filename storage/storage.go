@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/snappea/snappea"
@@ -62,6 +63,52 @@ type PendingFilter struct {
 	Delayed bool   // only the delayed tasks, not the ready ones
 	Limit   int    // the most tasks listed; 0: DefaultPendingLimit
 	Newest  bool   // reverse order: the task that would be claimed last first
+
+	Ready    bool   // only the ready tasks, not the delayed ones; not with Delayed
+	Priority *int   // if set, only tasks of that priority
+	Key      string // if set, only the task holding that key (at most one)
+	// After, if set, lists only the tasks after this position in the
+	// listing's order (before it in claim order with Newest): the next
+	// page after a page's last task, read from the index where it left
+	// off, however deep.
+	After *PendingCursor
+}
+
+// PendingCursor is a task's position in claim order: where a page of
+// Pending ends.
+type PendingCursor struct {
+	RunAt    time.Time // zero: a ready task
+	Priority int
+	ID       int64
+}
+
+// Cursor is p's position, for PendingFilter.After.
+func (p PendingTask) Cursor() PendingCursor {
+	return PendingCursor{RunAt: p.RunAt, Priority: p.Priority, ID: p.ID}
+}
+
+// Check returns an error naming the field that makes f unusable.
+func (f PendingFilter) Check() error {
+	switch {
+	case f.Limit < 0:
+		return fmt.Errorf("limit %d is negative", f.Limit)
+	case f.Ready && f.Delayed:
+		return errors.New("Ready and Delayed are both set: want one or neither")
+	}
+	return nil
+}
+
+// PendingCounts is a bounded look at the pending tasks, as cheap with a
+// million of them as with ten: for pages that redraw often, where Stats
+// would count every row.
+type PendingCounts struct {
+	Limit   int64 // what CountPending was given
+	Ready   int64 // the ready tasks, counted up to Limit+1: Limit+1 means more than Limit
+	Delayed int64 // the delayed tasks, likewise
+	// OldestID is the ready task with the lowest id, the one enqueued
+	// first, and OldestAt when; 0 and zero when none is ready.
+	OldestID int64
+	OldestAt time.Time
 }
 
 // DefaultPendingLimit is how many tasks Pending lists when the filter
@@ -118,6 +165,10 @@ type Backend interface {
 	// Pending lists waiting tasks in claim order (ready by priority then
 	// id, then delayed by due time), or its reverse, up to the limit.
 	Pending(ctx context.Context, f PendingFilter) ([]PendingTask, error)
+	// CountPending counts the ready and the delayed tasks, each up to
+	// limit+1, and finds the oldest ready one, reading no more than
+	// limit+1 entries of the claim index for each count.
+	CountPending(ctx context.Context, limit int64) (PendingCounts, error)
 	// Backlog counts the tasks due at now, up to limit+1 of them; with
 	// exact false it may answer with a cheaper upper bound, which it then
 	// reports as not exact.
@@ -135,6 +186,12 @@ type Backend interface {
 	// at now, and deletes them, in one transaction: the one with id (an
 	// unknown id matches snappea.ErrNotFound), or all, oldest first (id 0).
 	RetryFailures(ctx context.Context, id int64, now time.Time) (ids []int64, err error)
+	// RetryFailuresOf is RetryFailures of every record of task name
+	// task, oldest first; none is not an error.
+	RetryFailuresOf(ctx context.Context, task string, now time.Time) (ids []int64, err error)
+	// FailureCount counts the records, for pages that show a count
+	// without listing them.
+	FailureCount(ctx context.Context) (int64, error)
 	// PurgeFailures deletes every record and returns how many.
 	PurgeFailures(ctx context.Context) (int, error)
 	// PruneFailures deletes the records failed before before (zero: no

@@ -131,12 +131,41 @@ func testWebapp(t *testing.T, dbURL, schema string) {
 	daemon.waitFor(30*time.Second, "the daemon to start", func(line string) bool {
 		return parse(line).msg() == "foreman started"
 	})
-	web := start(t, "webapp-web", append([]string{"-addr", "127.0.0.1:0", "-dir", data, "-media", media}, webArgs...)...)
+	pwFile := filepath.Join(dir, "admin-password")
+	if err := os.WriteFile(pwFile, []byte("open sesame\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	web := start(t, "webapp-web", append([]string{"-addr", "127.0.0.1:0", "-dir", data, "-media", media, "-admin-password-file", pwFile}, webArgs...)...)
 	ready := web.waitFor(30*time.Second, "the web server to listen", func(line string) bool {
 		return strings.HasPrefix(line, "listening on http://")
 	})
 	base := strings.TrimPrefix(ready, "listening on ")
 	c := &http.Client{Timeout: 30 * time.Second}
+
+	// The dashboard mounted at /admin/snappea/, behind basic auth, showing
+	// the running daemon.
+	for _, tc := range []struct {
+		user, password string
+		want           int
+	}{{"", "", 401}, {"admin", "wrong", 401}, {"admin", "open sesame", 200}} {
+		req, _ := http.NewRequest("GET", base+"/admin/snappea/", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.password)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /admin/snappea/ as %q: %d, want %d", tc.user, resp.StatusCode, tc.want)
+		}
+		if tc.want == 200 && (!strings.Contains(string(body), `<td class="state">running</td>`) ||
+			!strings.Contains(string(body), `href="/admin/snappea/queued"`)) {
+			t.Errorf("the dashboard under /admin/snappea/ does not show the running daemon with links under its prefix:\n%s", body)
+		}
+	}
 
 	// Requests the server refuses: none may enqueue anything, which the
 	// counts at the end check.

@@ -8,6 +8,7 @@ type queries struct {
 	version, insert, insertPlain, drawIDs, insertOne, insertReplace, keyHolders, claim, promote, nextDue, cancel, stats, idSpan, countDue string
 
 	fail, failures, failure, retryOne, retryAll, purge, pruneAge, pruneCount string
+	retryTask, failureCount                                                  string
 
 	schedules, saveSchedule, takeTick string
 
@@ -15,8 +16,8 @@ type queries struct {
 
 	register, heartbeat, daemons, unregister, removeGone string
 
-	pendingCols string
-	tasks       string
+	pendingCols, countPending string
+	tasks                     string
 }
 
 func newQueries(schema string) queries {
@@ -112,6 +113,10 @@ func newQueries(schema string) queries {
 		idSpan: s(`SELECT coalesce((SELECT max(id) FROM @.tasks) - (SELECT min(id) FROM @.tasks) + 1, 0)`),
 		// ORDER BY: a range of the claim index, not the heap, which after
 		// churn holds dead rows at its start until vacuum reaches them.
+		countPending: s(`WITH oldest AS (SELECT id, created_at FROM @.tasks WHERE run_at = 0 ORDER BY id LIMIT 1)
+			SELECT (SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 LIMIT $1) AS r),
+			       (SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at > 0 LIMIT $1) AS d),
+			       (SELECT id FROM oldest), (SELECT created_at FROM oldest)`),
 		countDue: s(`SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at <= $1 ORDER BY run_at LIMIT $2) AS due`),
 
 		fail: s(`INSERT INTO @.failed
@@ -132,8 +137,14 @@ func newQueries(schema string) queries {
 				SELECT task, args, $1, priority, 0, 1, max_attempts, timeout_ns FROM f ORDER BY id RETURNING id),
 			wake AS (SELECT pg_notify($2, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 			SELECT id, (SELECT count(*) FROM wake) FROM ins ORDER BY id`),
-		purge:    s(`DELETE FROM @.failed`),
-		pruneAge: s(`DELETE FROM @.failed WHERE failed_at < $1`),
+		retryTask: s(`WITH f AS (DELETE FROM @.failed WHERE @.is_json(args) AND task = $3 RETURNING *),
+			ins AS (INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns)
+				SELECT task, args, $1, priority, 0, 1, max_attempts, timeout_ns FROM f ORDER BY id RETURNING id),
+			wake AS (SELECT pg_notify($2, '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
+			SELECT id, (SELECT count(*) FROM wake) FROM ins ORDER BY id`),
+		failureCount: s(`SELECT count(*) FROM @.failed`),
+		purge:        s(`DELETE FROM @.failed`),
+		pruneAge:     s(`DELETE FROM @.failed WHERE failed_at < $1`),
 		pruneCount: s(`DELETE FROM @.failed WHERE id IN
 			(SELECT id FROM @.failed ORDER BY failed_at DESC, id DESC OFFSET $1)`),
 

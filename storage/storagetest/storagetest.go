@@ -43,6 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"PruneFailures", testPruneFailures},
 		{"Backlog", testBacklog},
 		{"Pending", testPending},
+		{"PendingPages", testPendingPages},
+		{"PendingFilters", testPendingFilters},
+		{"CountPending", testCountPending},
+		{"RetryFailuresOf", testRetryFailuresOf},
 		{"Schedules", testSchedules},
 		{"ScheduleTakers", testScheduleTakers},
 		{"ScheduleReadInTx", testScheduleReadInTx},
@@ -576,6 +580,145 @@ func testPending(t *testing.T, b storage.Backend) {
 	}
 	if _, err := b.Pending(ctx, storage.PendingFilter{Limit: -1}); err == nil {
 		t.Error("Pending with a negative limit: no error")
+	}
+}
+
+// testPendingPages: paging with cursors gives every task once, in the
+// listing's order, both ways, with and without filters.
+func testPendingPages(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	var rows []storage.Row
+	for i := range 23 {
+		r := row(fmt.Sprint("t", i%2))
+		r.Priority = i % 3
+		if i%4 == 0 {
+			r.RunAt = base.Add(time.Duration(i%5) * time.Minute)
+		}
+		rows = append(rows, r)
+	}
+	mustInsert(t, b, rows...)
+	for _, f := range []storage.PendingFilter{{}, {Newest: true}, {Task: "t1"}, {Delayed: true}, {Ready: true, Newest: true}} {
+		all := f
+		all.Limit = 1000
+		want, err := b.Pending(ctx, all)
+		if err != nil {
+			t.Fatalf("Pending(%+v): %v", all, err)
+		}
+		var got []storage.PendingTask
+		page := f
+		page.Limit = 4
+		for range 100 {
+			ps, err := b.Pending(ctx, page)
+			if err != nil {
+				t.Fatalf("Pending(%+v): %v", page, err)
+			}
+			got = append(got, ps...)
+			if len(ps) < page.Limit {
+				break
+			}
+			c := ps[len(ps)-1].Cursor()
+			page.After = &c
+		}
+		if len(got) != len(want) {
+			t.Errorf("%+v: pages gave %d tasks, one listing %d", f, len(got), len(want))
+			continue
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID {
+				t.Errorf("%+v: task %d of the pages is %d, of one listing %d", f, i, got[i].ID, want[i].ID)
+				break
+			}
+		}
+	}
+}
+
+func testPendingFilters(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	k, p2, d := row("a"), row("b"), row("a")
+	k.Key, p2.Priority, d.RunAt = "the-key", 2, base.Add(time.Hour)
+	res := mustInsert(t, b, row("a"), k, p2, d)
+	list := func(f storage.PendingFilter) []int64 {
+		t.Helper()
+		ps, err := b.Pending(ctx, f)
+		if err != nil {
+			t.Fatalf("Pending(%+v): %v", f, err)
+		}
+		var out []int64
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	two, zero := 2, 0
+	if got := list(storage.PendingFilter{Priority: &two}); !slices.Equal(got, []int64{res[2].ID}) {
+		t.Errorf("Pending of priority 2: got %v, want %v", got, res[2].ID)
+	}
+	if got := list(storage.PendingFilter{Priority: &zero, Task: "a"}); !slices.Equal(got, []int64{res[0].ID, res[1].ID, res[3].ID}) {
+		t.Errorf("Pending of priority 0 and task a: got %v", got)
+	}
+	if got := list(storage.PendingFilter{Key: "the-key"}); !slices.Equal(got, []int64{res[1].ID}) {
+		t.Errorf("Pending of key: got %v, want %v", got, res[1].ID)
+	}
+	if got := list(storage.PendingFilter{Key: "no-such-key"}); len(got) != 0 {
+		t.Errorf("Pending of an unknown key: got %v, want none", got)
+	}
+	if got := list(storage.PendingFilter{Ready: true}); !slices.Equal(got, []int64{res[2].ID, res[0].ID, res[1].ID}) {
+		t.Errorf("Pending ready: got %v", got)
+	}
+	if _, err := b.Pending(ctx, storage.PendingFilter{Ready: true, Delayed: true}); err == nil {
+		t.Error("Pending with Ready and Delayed: no error")
+	}
+}
+
+func testCountPending(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	c, err := b.CountPending(ctx, 10)
+	if err != nil || c.Ready != 0 || c.Delayed != 0 || c.OldestID != 0 || !c.OldestAt.IsZero() {
+		t.Errorf("CountPending of an empty queue: got %+v, %v", c, err)
+	}
+	d1, d2, r1, r2 := row("d"), row("d"), row("r"), row("r")
+	d1.RunAt, d2.RunAt, r2.CreatedAt = base.Add(time.Hour), base.Add(time.Hour), base.Add(time.Minute)
+	res := mustInsert(t, b, d1, d2, r1, r2, row("r"))
+	c, err = b.CountPending(ctx, 10)
+	if err != nil || c.Ready != 3 || c.Delayed != 2 || c.OldestID != res[2].ID || !c.OldestAt.Equal(base) || c.Limit != 10 {
+		t.Errorf("CountPending(10): got %+v, %v; want 3 ready, 2 delayed, oldest %d at %v", c, err, res[2].ID, base)
+	}
+	c, err = b.CountPending(ctx, 1)
+	if err != nil || c.Ready != 2 || c.Delayed != 2 {
+		t.Errorf("CountPending(1): got %+v, %v; want 2 and 2 (more than the limit)", c, err)
+	}
+	if _, err := b.CountPending(ctx, -1); err == nil {
+		t.Error("CountPending(-1): no error")
+	}
+}
+
+func testRetryFailuresOf(t *testing.T, b storage.Backend) {
+	ctx := ctxOf(t)
+	failTask(t, b, "one", base)
+	f2 := failTask(t, b, "two", base.Add(time.Minute))
+	f3 := failTask(t, b, "one", base.Add(2*time.Minute))
+	if n, err := b.FailureCount(ctx); err != nil || n != 3 {
+		t.Errorf("FailureCount: got %d, %v; want 3", n, err)
+	}
+	got, err := b.RetryFailuresOf(ctx, "one", base.Add(time.Hour))
+	if err != nil || len(got) != 2 {
+		t.Fatalf("RetryFailuresOf(one): got %v, %v; want two ids", got, err)
+	}
+	ts := mustClaim(t, b, 10)
+	if len(ts) != 2 || ts[0].Name != "one" || ts[1].Name != "one" || ts[0].ID != got[0] || ts[1].ID != got[1] {
+		t.Errorf("retried tasks: got %+v, want the two of task one with ids %v", ts, got)
+	}
+	if _, err := b.Failure(ctx, f3.ID); !errors.Is(err, snappea.ErrNotFound) {
+		t.Errorf("record %d after its retry: got %v, want ErrNotFound", f3.ID, err)
+	}
+	if f, err := b.Failure(ctx, f2.ID); err != nil || f.Task != "two" {
+		t.Errorf("record of another task after RetryFailuresOf: got %+v, %v; want it kept", f, err)
+	}
+	if got, err := b.RetryFailuresOf(ctx, "none", base); err != nil || len(got) != 0 {
+		t.Errorf("RetryFailuresOf of a name without records: got %v, %v; want none, no error", got, err)
+	}
+	if n, err := b.FailureCount(ctx); err != nil || n != 1 {
+		t.Errorf("FailureCount after the retry: got %d, %v; want 1", n, err)
 	}
 }
 

@@ -6,6 +6,7 @@
 //
 //	webapp-web [-addr 127.0.0.1:8080] [-dir snappea-data] [-media media]
 //	           [-database-url postgres://... [-schema snappea]]
+//	           [-admin-password-file FILE]
 //
 // -dir must be the daemon's data directory; with -database-url the queue
 // (and the application's users table) is on that PostgreSQL database
@@ -13,6 +14,10 @@
 // the same SNAPPEA_* environment variables the daemon reads
 // (cli.QueueConfigFromEnv), so setting them once serves both processes. It prints "listening on http://ADDR" once
 // it accepts connections, and stops gracefully on INT or TERM.
+//
+// It mounts snappea's dashboard at /admin/snappea/, behind basic
+// authentication as user admin with the password in -admin-password-file;
+// without one the dashboard refuses every request.
 package main
 
 import (
@@ -44,6 +49,8 @@ import (
 	_ "image/png"
 
 	"github.com/snappea/snappea/cli"
+	"github.com/snappea/snappea/control"
+	"github.com/snappea/snappea/dashboard"
 	"github.com/snappea/snappea/examples/webapp/tasks"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
@@ -100,6 +107,7 @@ func run() error {
 	flag.StringVar(&qcfg.DatabaseURL, "database-url", qcfg.DatabaseURL, "PostgreSQL database of the queue instead of the SQLite file, the same as the daemon's (env SNAPPEA_DATABASE_URL)")
 	flag.StringVar(&qcfg.Schema, "schema", qcfg.Schema, "with -database-url, the schema of the queue's tables, the same as the daemon's (env SNAPPEA_SCHEMA)")
 	media := flag.String("media", "media", "directory for uploaded images and their thumbnails")
+	adminPassword := flag.String("admin-password-file", "", "file holding the password of user admin for the dashboard at /admin/snappea/ (default: the dashboard refuses every request)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -137,7 +145,11 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	s := &server{q: q, sql: sqls, media: mediaDir, log: log}
+	dash, err := newDashboard(q, qcfg, *adminPassword, log)
+	if err != nil {
+		return err
+	}
+	s := &server{q: q, sql: sqls, media: mediaDir, log: log, dash: dash}
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -163,13 +175,43 @@ type server struct {
 	sql   dialect
 	media string // absolute
 	log   *slog.Logger
+	dash  http.Handler
 }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /signup", s.signup)
 	mux.HandleFunc("POST /thumbnail", s.thumbnail)
+	// snappea's dashboard under a prefix: its links and redirects follow
+	// the prefix that StripPrefix removed.
+	mux.Handle("/admin/snappea/", http.StripPrefix("/admin/snappea", s.dash))
 	return mux
+}
+
+// newDashboard is snappea's dashboard on q, with the daemon reached
+// through its control socket in the data directory (on PostgreSQL the
+// daemons may be on other hosts: the table of daemons shows them), behind
+// basic authentication as admin with the password in passwordFile.
+func newDashboard(q *queue.Queue, qcfg queue.Config, passwordFile string, log *slog.Logger) (http.Handler, error) {
+	auth := func(*http.Request) error {
+		return errors.New("the dashboard is off: start webapp-web with -admin-password-file")
+	}
+	if passwordFile != "" {
+		b, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("-admin-password-file: %w", err)
+		}
+		password := strings.TrimSpace(string(b))
+		if password == "" {
+			return nil, fmt.Errorf("-admin-password-file %s is empty", passwordFile)
+		}
+		auth = dashboard.BasicAuth("admin", password)
+	}
+	cfg := dashboard.Config{Queue: q, Authorize: auth, Logger: log}
+	if qcfg.DatabaseURL == "" {
+		cfg.Daemon = control.Dial(filepath.Join(qcfg.Dir, control.SocketFile))
+	}
+	return dashboard.New(cfg)
 }
 
 var errEmailTaken = errors.New("email already signed up")
