@@ -42,6 +42,10 @@ type Job struct {
 	MaxAttempts int           `json:"max_attempts,omitempty"` // total attempts allowed
 	Timeout     time.Duration `json:"timeout,omitempty"`      // the handler's deadline; 0: none
 	Args        []byte        `json:"args,omitempty"`         // JSON, as the producer encoded it
+	// Started, if set, is called in the parent with the pid of the child
+	// that was given the job, before the job is sent: the foreman shows it
+	// in status while the job runs. Not sent to the child.
+	Started func(pid int) `json:"-"`
 }
 
 // Outcome is how a job ended.
@@ -722,6 +726,9 @@ func (p *Pool) Do(ctx context.Context, j Job) (Result, error) {
 	c, err := p.acquire(ctx)
 	if err != nil {
 		return Result{}, err
+	}
+	if j.Started != nil {
+		j.Started(c.pid)
 	}
 	res, alive := p.run(ctx, c, &j)
 	p.release(c, alive)

@@ -41,6 +41,14 @@ type Options struct {
 	// when that task is claimed, so a task may enqueue its own successor
 	// with its key. Keys are shared by all task names.
 	Key string
+	// Isolated runs the task in a child process of the daemon's process
+	// pool instead of on a goroutine (see package prefork and 'snappea
+	// run --isolation'): a handler that ignores its context can then be
+	// killed at its timeout, and one that exits, crashes or leaks memory
+	// costs only its own child. It is a property of the definition: give
+	// it to Register; an enqueue's Isolated is ignored (Merge keeps the
+	// definition's).
+	Isolated bool
 }
 
 // Merge returns o with every field that over sets (non-zero) replaced by

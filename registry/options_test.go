@@ -29,6 +29,8 @@ func TestOptions_Merge(t *testing.T) {
 		{"Delay over RunAt replaces it", Options{RunAt: at}, Options{Delay: time.Hour},
 			Options{Delay: time.Hour}},
 		{"zero priority cannot override", Options{Priority: 5}, Options{Priority: 0}, Options{Priority: 5}},
+		{"Isolated is the definition's", Options{Isolated: true}, Options{Priority: 1}, Options{Priority: 1, Isolated: true}},
+		{"an enqueue's Isolated is ignored", Options{}, Options{Isolated: true}, Options{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
