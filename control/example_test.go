@@ -24,6 +24,7 @@ func (d *daemon) Resume(ctx context.Context) error            { return nil }
 func (d *daemon) Reload(ctx context.Context) error            { return nil }
 func (d *daemon) Stop(ctx context.Context, now bool) error    { return nil }
 func (d *daemon) SetWorkers(ctx context.Context, n int) error { d.workers = n; return nil }
+func (d *daemon) SetProcs(ctx context.Context, l control.ProcLimits) error { return nil }
 func (d *daemon) Cancel(ctx context.Context, id int64) (bool, error) {
 	return false, nil
 }

@@ -560,6 +560,8 @@ func (d *Daemon) startPool() chan struct{} {
 	if d.pool == nil {
 		return nil
 	}
+	s := d.pool.Snapshot()
+	d.log.Info("starting worker processes for isolated tasks", "procs_min", s.Min, "procs_max", s.Max, "isolate_all", d.cfg.IsolateAll)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

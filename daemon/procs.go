@@ -15,7 +15,7 @@ type poolRunner struct{ p *prefork.Pool }
 
 func (r poolRunner) RunProcess(ctx context.Context, t foreman.ProcessTask) error {
 	res, err := r.p.Do(ctx, prefork.Job{ID: t.ID, Name: t.Name, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
-		Timeout: t.Timeout, Args: t.Args, Started: t.Started})
+		Timeout: t.Timeout, Args: t.Args, EnqueuedAt: t.EnqueuedAt, Started: t.Started})
 	if err != nil {
 		// No child was free before the task's context ended (its timeout,
 		// a cancel, the hard stop): the foreman reads the cause.

@@ -72,6 +72,7 @@ type ProcessTask struct {
 	MaxAttempts int           // the attempt budget, as resolved from the task and its definition
 	Timeout     time.Duration // 0: none; also on ctx
 	Args        []byte
+	EnqueuedAt  time.Time
 	// Started is called with the child's pid once a child has the task,
 	// for Snapshot's ActiveTask.PID.
 	Started func(pid int)
@@ -1044,7 +1045,7 @@ func (f *Foreman) callProcess(ctx context.Context, t *snappea.Task, a *activeTas
 	}
 	return f.cfg.Processes.RunProcess(ctx, ProcessTask{
 		ID: t.ID, Name: t.Name, Attempt: attempt, MaxAttempts: maxAttempts, Timeout: timeout, Args: t.Args,
-		Started: func(pid int) { a.pid.Store(int64(pid)) },
+		EnqueuedAt: t.EnqueuedAt, Started: func(pid int) { a.pid.Store(int64(pid)) },
 	})
 }
 

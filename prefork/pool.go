@@ -42,6 +42,7 @@ type Job struct {
 	MaxAttempts int           `json:"max_attempts,omitempty"` // total attempts allowed
 	Timeout     time.Duration `json:"timeout,omitempty"`      // the handler's deadline; 0: none
 	Args        []byte        `json:"args,omitempty"`         // JSON, as the producer encoded it
+	EnqueuedAt  time.Time     `json:"enqueued_at,omitzero"`   // when the producer enqueued it
 	// Started, if set, is called in the parent with the pid of the child
 	// that was given the job, before the job is sent: the foreman shows it
 	// in status while the job runs. Not sent to the child.
