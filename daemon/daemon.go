@@ -592,7 +592,7 @@ func (d *Daemon) stopPool(done chan struct{}) {
 	cancel()
 	<-done
 	c := d.pool.Snapshot().Counters
-	attrs := []any{"drained", st.Drained, "terminated", st.Terminated, "sigkilled", st.Killed,
+	attrs := []any{"terminated", st.Terminated, "sigkilled", st.Killed,
 		"starts", c.Starts, "deaths", c.Deaths, "kills", c.Kills, "restarts", c.Restarts, "retired", c.Retired}
 	if err != nil {
 		d.log.Warn("worker processes stopped at the deadline", append(attrs, "err", err)...)

@@ -1005,6 +1005,11 @@ func (p *Pool) Shutdown(ctx context.Context) (ShutdownStats, error) {
 	p.mu.Lock()
 	n := 0
 	for c := range p.children {
+		// A retired child runs no job and is on its way out: its
+		// monitor kills it KillWait after its socket closed.
+		if c.retired {
+			continue
+		}
 		if c.killReason == nil {
 			n++
 		}
@@ -1018,6 +1023,9 @@ func (p *Pool) Shutdown(ctx context.Context) (ShutdownStats, error) {
 	defer cancel()
 	if !p.waitEmpty(reap.Done()) {
 		return stats(), fmt.Errorf("shutdown: worker processes still not reaped after SIGKILL: %w", ctx.Err())
+	}
+	if n == 0 {
+		return stats(), nil // only idle children were still exiting: no job was cut short
 	}
 	return stats(), fmt.Errorf("shutdown: deadline passed with %d jobs running: %w", n, ctx.Err())
 }

@@ -495,6 +495,25 @@ func TestPool_Shutdown(t *testing.T) {
 			}
 		}
 	})
+	// Idle children at a deadline already past (the daemon's, after its
+	// foreman drained the tasks) are asked to exit, not terminated: no
+	// job was cut short.
+	t.Run("idle at a past deadline", func(t *testing.T) {
+		p := startPool(t, prefork.Config{Min: 2, Max: 2})
+		waitFor(t, "2 idle children", func() bool { return countState(p.Snapshot(), prefork.Idle) == 2 })
+		pids := pidsOf(p.Snapshot())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		st, err := p.Shutdown(ctx)
+		if err != nil || st.Terminated != 0 || st.Killed != 0 {
+			t.Errorf("Shutdown = %+v, %v; want nothing terminated and no error", st, err)
+		}
+		for _, pid := range pids {
+			if !reaped(pid) {
+				t.Errorf("child %d still there (or a zombie) after Shutdown", pid)
+			}
+		}
+	})
 }
 
 func pidsOf(s prefork.Snapshot) []int {

@@ -228,7 +228,7 @@ func (s *Sentry) Close() {
 }
 
 // outcome names how the task ended, as the foreman counts it.
-// maxStderr bounds the stderr tail sent with a child process's death:
+// maxStderr bounds the stderr tail and the crash report sent with a child process's death:
 // Sentry truncates a context's long values anyway, and the end is where the
 // crash is.
 const maxStderr = 8 << 10
@@ -250,7 +250,9 @@ func processContext(scope *sentry.Scope, err error) {
 			pc["stderr_tail"] = string(tail(ee.Stderr, maxStderr))
 		}
 		if len(ee.Stack) > 0 {
-			pc["crash_report"] = string(tail(ee.Stack, maxStderr))
+			// Its start is what matters: the signal or panic, and the
+			// goroutine that raised it.
+			pc["crash_report"] = string(ee.Stack[:min(len(ee.Stack), maxStderr)])
 		}
 		scope.SetContext("process", pc)
 	}
