@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -379,4 +381,66 @@ func inode(t testing.TB, path string) uint64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// 'snappea workers --procs-min/--procs-max' changes the pool while it
+// runs, and the metrics count the children.
+func TestIsolation_WorkersAndMetrics(t *testing.T) {
+	dir := dataDir(t)
+	d := launchProgram(t, procBin, dir, "--workers", "4", "--procs-max", "2", "--metrics-addr", "127.0.0.1:0")
+	addr := d.waitFor(30*time.Second, "the metrics address", isMsg("serving metrics")).str("addr")
+	waitFull(t, dir, 30*time.Second, "the first child", func(s control.Status) bool { return len(s.Procs) == 1 })
+
+	r := procCmd(t, "workers", "--dir", dir, "--procs-min", "3", "--procs-max", "4")
+	if !strings.Contains(r.stderr, "now keeps 3 to 4 child processes") {
+		t.Errorf("workers --procs-min 3 --procs-max 4 said %q", r.stderr)
+	}
+	s := waitFull(t, dir, 30*time.Second, "3 idle children", func(s control.Status) bool {
+		idle := 0
+		for _, p := range s.Procs {
+			if p.State == "idle" {
+				idle++
+			}
+		}
+		return idle == 3
+	})
+	if s.ProcPool.Min != 3 || s.ProcPool.Max != 4 {
+		t.Errorf("pool limits %+v, want 3 to 4", s.ProcPool)
+	}
+	procCmd(t, "workers", "--dir", dir, "--procs-min", "1", "--procs-max", "1")
+	waitFull(t, dir, 30*time.Second, "one child left", func(s control.Status) bool { return len(s.Procs) == 1 })
+
+	held := enqueueProc(t, dir, "proc.sleep", `{"ms": 60000}`)
+	s = waitFull(t, dir, 30*time.Second, "proc.sleep in a child", func(s control.Status) bool {
+		return len(s.Active) == 1 && s.Active[0].PID != 0
+	})
+	syscall.Kill(s.Active[0].PID, syscall.SIGKILL)
+	d.outcomeOf(held)
+	waitFull(t, dir, 30*time.Second, "a replacement", func(s control.Status) bool {
+		return len(s.Procs) == 1 && s.Procs[0].State == "idle"
+	})
+
+	resp, err := http.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`snappea_procs{state="idle"} 1`, "snappea_proc_deaths_total 1", "snappea_proc_restarts_total 1",
+		"snappea_proc_retired_total 2", "snappea_procs_rss_bytes "} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "snappea_proc"))
+		}
+	}
+	d.stop()
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
