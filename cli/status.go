@@ -221,7 +221,7 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 			if p.TaskID != 0 {
 				task = fmt.Sprintf("%s (%d)", p.Task, p.TaskID)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\n", p.PID, p.State, task, formatSize(p.RSSBytes), p.TasksDone)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f MiB\t%d\n", p.PID, p.State, task, float64(p.RSSBytes)/(1<<20), p.TasksDone)
 		}
 		fmt.Fprintf(tw, "processes\t%d of min %d, max %d; %d started, %d restarts, %d deaths, %d kills (%d SIGKILL), %d retired\n",
 			len(st.Procs), pp.Min, pp.Max, pp.Starts, pp.Restarts, pp.Deaths, pp.Kills, pp.SIGKILLs, pp.Retired)
