@@ -275,6 +275,28 @@ func TestIsolation_RecycledByRSS(t *testing.T) {
 	d.stop()
 }
 
+// --max-tasks-per-proc retires a child after that many tasks.
+func TestIsolation_RecycledByTaskCount(t *testing.T) {
+	dir := dataDir(t)
+	d := launchProgram(t, procBin, dir, "--workers", "1", "--procs-max", "1", "--max-tasks-per-proc", "2")
+	d.waitFor(30*time.Second, "the daemon to start", isMsg("foreman started"))
+	pids := map[int]bool{}
+	for range 4 {
+		id := enqueueProc(t, dir, "proc.sleep", `{"ms": 300}`)
+		s := waitFull(t, dir, 30*time.Second, "proc.sleep in a child", func(s control.Status) bool {
+			return len(s.Active) == 1 && s.Active[0].TaskID == id && s.Active[0].PID != 0
+		})
+		pids[s.Active[0].PID] = true
+		if got := d.outcomeOf(id); got != "done" {
+			t.Fatalf("proc.sleep: %s, want done", got)
+		}
+	}
+	if len(pids) != 2 {
+		t.Errorf("4 tasks ran in %d children %v, want 2 (2 tasks each)", len(pids), pids)
+	}
+	d.stop()
+}
+
 // After kill -9 of the daemon no child is left running.
 func TestIsolation_DaemonKilledTakesItsChildren(t *testing.T) {
 	dir := dataDir(t)
