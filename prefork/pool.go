@@ -296,6 +296,9 @@ type Counters struct {
 
 // New validates cfg and returns a pool; call Run to start its children.
 func New(cfg Config) (*Pool, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -459,7 +462,7 @@ func (p *Pool) aliveLocked() int {
 }
 
 func (p *Pool) start(reqs chan<- startReq) (*child, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, fmt.Errorf("start worker process: socketpair: %w", err)
 	}
@@ -493,7 +496,7 @@ func (p *Pool) start(reqs chan<- startReq) (*child, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	setPdeathsig(cmd.SysProcAttr)
 	cmd.WaitDelay = p.cfg.KillWait
 
 	conn, err := net.FileConn(mine)
