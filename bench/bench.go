@@ -129,6 +129,13 @@ type Config struct {
 	// DatabaseURL. It must not exist: Run creates and drops it. Default: a
 	// fresh snappea_bench_ and random hex digits.
 	Schema string
+	// Isolation is the daemons' --isolation: "goroutine" (the default) or
+	// "process", where every task runs in one of Procs child processes,
+	// which measures the process pool's cost per task.
+	Isolation string
+	// Procs is the daemons' --procs-min and --procs-max with Isolation
+	// "process". Default 2.
+	Procs int
 	// ProfileDir, if set, receives a CPU profile of every daemon and of
 	// every paced producer, named after the measurement, for go tool pprof.
 	ProfileDir string
@@ -206,6 +213,19 @@ func (c *Config) setDefaults() error {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
+	}
+	switch c.Isolation {
+	case "":
+		c.Isolation = "goroutine"
+	case "goroutine", "process":
+	default:
+		return fmt.Errorf("bench config: Isolation is %q, want goroutine or process", c.Isolation)
+	}
+	if c.Procs < 0 {
+		return fmt.Errorf("bench config: Procs is %d, want at least 1 (0 for the default)", c.Procs)
+	}
+	if c.Procs == 0 {
+		c.Procs = 2
 	}
 	if c.TempDir == "" {
 		c.TempDir = os.TempDir()
@@ -340,6 +360,8 @@ type Result struct {
 
 	// What was run, and where. Backend is "sqlite" or "postgresql".
 	Backend   string     `json:"backend"`
+	Isolation string     `json:"isolation"`       // goroutine or process
+	Procs     int        `json:"procs,omitempty"` // the daemons' child processes, with process isolation
 	Modes     []Mode     `json:"modes"`
 	Tasks     int        `json:"tasks"`
 	Workers   int        `json:"workers"`
@@ -401,6 +423,10 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	res.Backend = "sqlite"
 	if cfg.DatabaseURL != "" {
 		res.Backend = "postgresql"
+	}
+	res.Isolation = cfg.Isolation
+	if cfg.Isolation == "process" {
+		res.Procs = cfg.Procs
 	}
 	res.LoadAvg = load
 	res.GoVersion = runtime.Version()

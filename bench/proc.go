@@ -238,6 +238,10 @@ func (r *runner) startDaemon(ctx context.Context, name, dir string, workers int,
 		level = "debug"
 	}
 	args := []string{"run", "--dir", dir, "--workers", strconv.Itoa(workers), "--log-format", "json", "--log-level", level}
+	if r.cfg.Isolation == "process" {
+		n := strconv.Itoa(r.cfg.Procs)
+		args = append(args, "--isolation", "process", "--procs-min", n, "--procs-max", n)
+	}
 	if p := r.profilePath(name, "daemon"); p != "" {
 		args = append(args, "--cpuprofile", p)
 	}

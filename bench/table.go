@@ -19,6 +19,9 @@ func (res *Result) WriteTable(w io.Writer) error {
 	if res.Backend == "postgresql" {
 		runs += " on PostgreSQL"
 	}
+	if res.Isolation == "process" {
+		runs += fmt.Sprintf(", every task in one of %d child processes", res.Procs)
+	}
 	fmt.Fprintf(w, "snappea bench: %s, %d CPUs, %s, load average %.2f %.2f %.2f at the start, %.0fs\n\n",
 		runs, res.CPUs, res.GoVersion, res.LoadAvg[0], res.LoadAvg[1], res.LoadAvg[2], res.Elapsed)
 	// Rows of a label and a value; a section heading has no value.

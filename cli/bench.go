@@ -37,6 +37,8 @@ type benchFlags struct {
 	profileDir        string
 	databaseURL       string
 	schema            string
+	isolation         string
+	procs             int
 }
 
 func (c *cmdEnv) benchCommand() command {
@@ -73,6 +75,12 @@ func (c *cmdEnv) benchCommand() command {
 				// No environment twin: SNAPPEA_SCHEMA names a real queue,
 				// which bench would refuse (it drops its schema at the end).
 				fs.StringVar(&f.schema, "schema", "", "PostgreSQL schema to measure in, with --database-url; it must not exist, and is dropped at the end (default: a fresh snappea_bench_ and random hex digits)")
+				f.isolation = isolationGoroutine
+				// No environment twins: SNAPPEA_ISOLATION is the daemon's.
+				fs.Var(&choiceFlag{&f.isolation, []string{isolationGoroutine, isolationProcess}}, "isolation",
+					"the daemons' --isolation: goroutine, or process to run every task in a child process and measure the pool's cost per task")
+				fs.Lookup("isolation").DefValue = isolationGoroutine
+				fs.IntVar(&f.procs, "procs", 2, "with --isolation process, the daemons' child processes (their --procs-min and --procs-max)")
 				fs.StringVar(&f.profileDir, "profile", "", withEnv("profile", "write CPU profiles of every daemon and paced producer into this directory"))
 			}
 			return fs
@@ -163,7 +171,7 @@ func (f *benchFlags) config() (bench.Config, error) {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"tasks", f.tasks}, {"workers", f.workers}, {"producers", f.producers}, {"batch-size", f.batch}, {"runs", f.runs}} {
+	}{{"tasks", f.tasks}, {"workers", f.workers}, {"producers", f.producers}, {"batch-size", f.batch}, {"runs", f.runs}, {"procs", f.procs}} {
 		if v.n < 1 {
 			return bench.Config{}, fmt.Errorf("--%s %d: want at least 1", v.name, v.n)
 		}
@@ -201,7 +209,7 @@ func (f *benchFlags) config() (bench.Config, error) {
 		maxRate = -1
 	}
 	return bench.Config{
-		Modes: modes, Tasks: f.tasks, Workers: f.workers, WorkerSweep: sweep,
+		Modes: modes, Tasks: f.tasks, Workers: f.workers, WorkerSweep: sweep, Isolation: f.isolation, Procs: f.procs,
 		Producers: f.producers, BatchSize: f.batch, Rate: f.rate, Duration: f.duration,
 		SweepStep: f.sweepStep, MaxRate: maxRate, SweepP99: f.sweepP99, IdlePeriod: f.idlePeriod,
 		SustainedRate: f.sustainedRate, SustainedDuration: f.sustainedDuration,

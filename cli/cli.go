@@ -123,6 +123,8 @@ func RunProgram(ctx context.Context, args []string, env Env, p Program) int {
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "snappea", Version())
 		return ExitOK
+	case childCommand:
+		return c.runChild(ctx, rest)
 	}
 	cmd := c.lookup(name)
 	if cmd == nil {

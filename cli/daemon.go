@@ -206,6 +206,8 @@ func (d *daemon) run(ctx context.Context) int {
 		DataDirGone: d.dataDirGone,
 		StartPaused: d.c.Getenv(envPaused) == "1",
 		Reloads:     d.generation,
+		Processes:   d.processes(),
+		IsolateAll:  f.procs.isolation == isolationProcess,
 		Logger:      log,
 	})
 	if err != nil {

@@ -24,6 +24,11 @@
 // its path while it runs. The commands that talk to it wait at most
 // --control-timeout for each answer.
 //
+// Tasks marked Isolated, or every task with 'snappea run --isolation
+// process', run in child processes: the same binary started again with a
+// hidden subcommand, so a program built on Main has its own registry there
+// too, and needs nothing more (see package prefork).
+//
 // This is the only package that reads flags, the environment or signals;
 // the packages it wires together take a Config and a context.
 package cli

@@ -67,6 +67,7 @@ func (d *daemon) status(ctx context.Context, counts bool) (*control.Status, erro
 		return nil, err
 	}
 	out.Schedules = append(out.Schedules, sched...)
+	procStatus(d.dm, out)
 	out.Database = d.f.data.where()
 	if d.f.data.postgres() {
 		// The cluster, so that 'snappea status' on the data directory

@@ -140,10 +140,45 @@ func (c *cmdEnv) reloadCommand() command {
 }
 
 func (c *cmdEnv) workersCommand() command {
+	var procsMin, procsMax optionalInt
 	cmd := c.daemonCommand("workers", "[N]", "show or change the number of workers while running",
 		"Without N, shows how many workers are busy. With N, 1 to 10000, resizes the pool: growing\n"+
-			"takes effect at once; shrinking lets running tasks finish and claims again below N.", nil,
+			"takes effect at once; shrinking lets running tasks finish and claims again below N.\n"+
+			"--procs-min and --procs-max change the limits of the child processes that run isolated\n"+
+			"tasks (see 'snappea run --isolation'): more start at once for a higher minimum; idle ones\n"+
+			"above a lower maximum exit at once, busy ones after their task.",
+		func(fs *flag.FlagSet) {
+			fs.Var(&procsMin, "procs-min", "change the child processes kept ready to `N`")
+			fs.Var(&procsMax, "procs-max", "change the most child processes at once to `N` (1 or more)")
+		},
 		func(ctx context.Context, call *daemonCall, args []string) int {
+			if procsMin.set || procsMax.set {
+				var l control.ProcLimits
+				if procsMin.set {
+					l.Min = &procsMin.n
+				}
+				if procsMax.set {
+					l.Max = &procsMax.n
+				}
+				if err := call.do(ctx, func(cl *control.Client, ctx context.Context) error {
+					return cl.SetProcs(ctx, l)
+				}); err != nil {
+					return call.fail(err)
+				}
+				if len(args) == 0 {
+					var st *control.Status
+					if err := call.do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
+						st, err = cl.Status(ctx)
+						return err
+					}); err != nil {
+						return call.fail(err)
+					}
+					if pp := st.ProcPool; pp != nil {
+						fmt.Fprintf(c.Stderr, "pid %d now keeps %d to %d child processes\n", call.pid, pp.Min, pp.Max)
+					}
+					return ExitOK
+				}
+			}
 			if len(args) == 0 {
 				var st *control.Status
 				if err := call.do(ctx, func(cl *control.Client, ctx context.Context) (err error) {
@@ -172,6 +207,12 @@ func (c *cmdEnv) workersCommand() command {
 			if len(args) > 1 || err != nil || n < 1 || n > foreman.MaxWorkers {
 				return c.usagef("workers", "want one number of workers, 1 to %d; got %q", foreman.MaxWorkers, args)
 			}
+		}
+		if procsMax.set && (procsMax.n < 1 || procsMax.n > foreman.MaxWorkers) {
+			return c.usagef("workers", "--procs-max %d: want 1 to %d", procsMax.n, foreman.MaxWorkers)
+		}
+		if procsMin.set && procsMax.set && procsMin.n > procsMax.n {
+			return c.usagef("workers", "--procs-min %d: more than --procs-max %d", procsMin.n, procsMax.n)
 		}
 		return run(ctx, args)
 	}

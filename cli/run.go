@@ -28,6 +28,7 @@ type runFlags struct {
 	schedules       string
 	cpuProfile      string
 	check           bool
+	procs           procFlags
 }
 
 func (c *cmdEnv) runCommand() command {
@@ -57,6 +58,7 @@ func (c *cmdEnv) runCommand() command {
 				fs.DurationVar(&f.failedRetention, "failed-retention", core.DefaultFailedRetention, withEnv("failed-retention", "keep the record of failed tasks this long ('snappea failed'); 0: no age limit"))
 				fs.IntVar(&f.failedMax, "failed-max", core.DefaultFailedMax, withEnv("failed-max", "keep at most this many failed tasks, the newest; 0: no limit"))
 				fs.StringVar(&f.schedules, "schedules", "", withEnv("schedules", "JSON file of periodic tasks to enqueue (see 'snappea help schedules')"))
+				f.procs.register(fs)
 				fs.StringVar(&f.cpuProfile, "cpuprofile", "", withEnv("cpuprofile", "write a CPU profile of the whole run to this file (for go tool pprof)"))
 				fs.BoolVar(&f.check, "check", false, "check the configuration and open the database, then exit without running (a reload runs this first)")
 			}
@@ -103,7 +105,7 @@ func (f *runFlags) validate(given ...func(name string) string) error {
 	if _, _, err := f.dashboard.check(); err != nil {
 		return err
 	}
-	return nil
+	return f.procs.validate(f.workers, name)
 }
 
 // startCPUProfile profiles the process into path until the returned func

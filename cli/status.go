@@ -214,6 +214,18 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 				formatDuration(time.Duration(a.ElapsedSeconds*float64(time.Second))), note)
 		}
 	}
+	if pp := st.ProcPool; pp != nil {
+		fmt.Fprintf(tw, "\nPROCESS\tSTATE\tTASK\tRSS\tTASKS DONE\n")
+		for _, p := range st.Procs {
+			task := "-"
+			if p.TaskID != 0 {
+				task = fmt.Sprintf("%s (%d)", p.Task, p.TaskID)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f MiB\t%d\n", p.PID, p.State, task, float64(p.RSSBytes)/(1<<20), p.TasksDone)
+		}
+		fmt.Fprintf(tw, "processes\t%d of min %d, max %d; %d started, %d restarts, %d deaths, %d kills (%d SIGKILL), %d retired\n",
+			len(st.Procs), pp.Min, pp.Max, pp.Starts, pp.Restarts, pp.Deaths, pp.Kills, pp.SIGKILLs, pp.Retired)
+	}
 	if len(st.Services) > 0 {
 		fmt.Fprintf(tw, "\nSERVICE\tSTATE\tRESTARTS\tLAST ERROR\n")
 		for _, s := range st.Services {

@@ -97,6 +97,11 @@ func (c *Client) SetWorkers(ctx context.Context, n int) error {
 	return c.do(ctx, http.MethodPost, "/workers", workersBody{Workers: &n}, nil)
 }
 
+// SetProcs asks the daemon to change its process pool's limits.
+func (c *Client) SetProcs(ctx context.Context, l ProcLimits) error {
+	return c.do(ctx, http.MethodPost, "/procs", l, nil)
+}
+
 // Cancel asks the daemon to cancel the context of the running task id. It
 // reports false when no task with that id was running.
 func (c *Client) Cancel(ctx context.Context, id int64) (bool, error) {

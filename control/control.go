@@ -45,6 +45,9 @@ type Handler interface {
 	// the running tasks' contexts at once instead of letting them finish.
 	Stop(ctx context.Context, now bool) error
 	SetWorkers(ctx context.Context, n int) error
+	// SetProcs changes the process pool's limits; a nil field is left as
+	// it is.
+	SetProcs(ctx context.Context, l ProcLimits) error
 	// Cancel cancels a running task's context. It reports false when no
 	// task with that id is running.
 	Cancel(ctx context.Context, id int64) (bool, error)
@@ -57,6 +60,13 @@ type noQueueKey struct{}
 func WithoutQueue(ctx context.Context) bool {
 	v, _ := ctx.Value(noQueueKey{}).(bool)
 	return v
+}
+
+// ProcLimits are the process pool's minimum and maximum of children, as
+// POST /procs takes them; nil: unchanged.
+type ProcLimits struct {
+	Min *int `json:"min"`
+	Max *int `json:"max"`
 }
 
 var (

@@ -95,6 +95,17 @@ func (h *fakeHandler) SetWorkers(ctx context.Context, n int) error {
 	return h.err
 }
 
+func (h *fakeHandler) SetProcs(ctx context.Context, l ProcLimits) error {
+	show := func(p *int) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprint(*p)
+	}
+	h.record("procs min=%s max=%s", show(l.Min), show(l.Max))
+	return h.err
+}
+
 func (h *fakeHandler) Cancel(ctx context.Context, id int64) (bool, error) {
 	h.record("cancel %d", id)
 	return h.cancelled, h.err
@@ -238,6 +249,7 @@ func TestClient_Endpoints(t *testing.T) {
 		{"Stop", func() error { return cl.Stop(ctx, false) }, "stop now=false"},
 		{"StopNow", func() error { return cl.Stop(ctx, true) }, "stop now=true"},
 		{"SetWorkers", func() error { return cl.SetWorkers(ctx, 7) }, "workers 7"},
+		{"SetProcs", func() error { n := 3; return cl.SetProcs(ctx, ProcLimits{Max: &n}) }, "procs min=- max=3"},
 		{"Cancel", func() error {
 			ok, err := cl.Cancel(ctx, 42)
 			if err == nil && !ok {
@@ -349,6 +361,9 @@ func TestServer_BadRequests(t *testing.T) {
 		{"workers string", "POST", "/workers", `{"workers": "3"}`, 400, "", `bad request body`},
 		{"workers not JSON", "POST", "/workers", `workers=3`, 400, "", `bad request body: invalid character`},
 		{"workers two values", "POST", "/workers", `{"workers": 3} {"workers": 4}`, 400, "", "more than one JSON value"},
+		{"procs empty object", "POST", "/procs", `{}`, 400, "", `no "min" or "max" in the request body`},
+		{"procs negative min", "POST", "/procs", `{"min": -1}`, 400, "", "min must be zero or more, not -1"},
+		{"procs zero max", "POST", "/procs", `{"max": 0}`, 400, "", "max must be at least 1, not 0"},
 		{"workers huge", "POST", "/workers", `{"workers": 3` + strings.Repeat(" ", 100<<10) + `}`, 400, "", "request body over 65536 bytes"},
 		{"cancel negative", "POST", "/cancel", `{"id": -1}`, 400, "", "id must be a task id, at least 1, not -1"},
 		{"cancel missing", "POST", "/cancel", `{"task": 1}`, 400, "", `unknown field "task"`},
@@ -891,7 +906,7 @@ func TestStatus_MarshalJSON(t *testing.T) {
 	}{
 		{"zero", Status{}, `{"running":false,"pid":0,"daemon_pid":0,"state":"","generation":0,"workers_total":0,` +
 			`"workers_busy":0,"active":[],"counters":{"done":0,"failed":0,"panicked":0,"discarded":0,"interrupted":0,"cancelled":0,"retried":0,"overdue":0},` +
-			`"pending":0,"ready":0,"delayed":0,"oldest_age_seconds":0,"idle_seconds":0,"schema_version":0,"services":[],"schedules":[]}`},
+			`"pending":0,"ready":0,"delayed":0,"oldest_age_seconds":0,"idle_seconds":0,"schema_version":0,"services":[],"schedules":[],"procs":[]}`},
 		{"full", Status{
 			Running: true, PID: 7, DaemonPID: 7, StartedAt: at, State: "running", Generation: 1,
 			WorkersTotal: 4, WorkersBusy: 1,
@@ -900,6 +915,8 @@ func TestStatus_MarshalJSON(t *testing.T) {
 			Pending:  10, Ready: 8, Delayed: 2, OldestAgeSeconds: 2.5, IdleSeconds: 4.5, SchemaVersion: 3,
 			Services:  []Service{{Name: "stats", State: "running", Restarts: 1, LastError: "boom", Since: at}, {Name: "cron", State: "starting"}},
 			Schedules: []Schedule{{Name: "nightly", Spec: "0 3 * * *", Task: "report", Next: at, Last: at}, {Name: "soon", Spec: "@every 1m", Task: "tick", Next: at}},
+			Procs:     []Proc{{PID: 4242, State: "busy", TaskID: 9, Task: "mail", RSSBytes: 1 << 20, TasksDone: 3, StartedAt: at}, {PID: 4243, State: "idle", StartedAt: at}},
+			ProcPool:  &ProcPool{Min: 1, Max: 4, Waiting: 2, Starts: 5, Restarts: 3, Deaths: 2, Kills: 1, SIGKILLs: 1, Retired: 1},
 		}, `{"running":true,"pid":7,"daemon_pid":7,"started_at":"2025-01-02T03:04:05Z","state":"running","generation":1,` +
 			`"workers_total":4,"workers_busy":1,"active":[{"task_id":9,"task":"mail","started_at":"2025-01-02T03:04:05Z",` +
 			`"elapsed_seconds":1.5,"deadline":"2025-01-02T03:04:05Z","overdue":true,"attempt":2,"pid":4242}],` +
@@ -908,7 +925,10 @@ func TestStatus_MarshalJSON(t *testing.T) {
 			`"services":[{"name":"stats","state":"running","restarts":1,"last_error":"boom","since":"2025-01-02T03:04:05Z"},` +
 			`{"name":"cron","state":"starting","restarts":0}],` +
 			`"schedules":[{"name":"nightly","spec":"0 3 * * *","task":"report","next":"2025-01-02T03:04:05Z","last":"2025-01-02T03:04:05Z"},` +
-			`{"name":"soon","spec":"@every 1m","task":"tick","next":"2025-01-02T03:04:05Z"}]}`},
+			`{"name":"soon","spec":"@every 1m","task":"tick","next":"2025-01-02T03:04:05Z"}],` +
+			`"procs":[{"pid":4242,"state":"busy","task_id":9,"task":"mail","rss_bytes":1048576,"tasks_done":3,"started_at":"2025-01-02T03:04:05Z"},` +
+			`{"pid":4243,"state":"idle","task_id":0,"task":"","rss_bytes":0,"tasks_done":0,"started_at":"2025-01-02T03:04:05Z"}],` +
+			`"proc_pool":{"min":1,"max":4,"waiting":2,"starts":5,"restarts":3,"deaths":2,"kills":1,"sigkills":1,"retired":1}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,12 +18,13 @@ type daemon struct{ workers int }
 func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	return &control.Status{State: "running", WorkersTotal: d.workers, Pending: 3}, nil
 }
-func (d *daemon) Health(ctx context.Context) error            { return nil }
-func (d *daemon) Pause(ctx context.Context) error             { return nil }
-func (d *daemon) Resume(ctx context.Context) error            { return nil }
-func (d *daemon) Reload(ctx context.Context) error            { return nil }
-func (d *daemon) Stop(ctx context.Context, now bool) error    { return nil }
-func (d *daemon) SetWorkers(ctx context.Context, n int) error { d.workers = n; return nil }
+func (d *daemon) Health(ctx context.Context) error                         { return nil }
+func (d *daemon) Pause(ctx context.Context) error                          { return nil }
+func (d *daemon) Resume(ctx context.Context) error                         { return nil }
+func (d *daemon) Reload(ctx context.Context) error                         { return nil }
+func (d *daemon) Stop(ctx context.Context, now bool) error                 { return nil }
+func (d *daemon) SetWorkers(ctx context.Context, n int) error              { d.workers = n; return nil }
+func (d *daemon) SetProcs(ctx context.Context, l control.ProcLimits) error { return nil }
 func (d *daemon) Cancel(ctx context.Context, id int64) (bool, error) {
 	return false, nil
 }

@@ -170,6 +170,7 @@ func newServer(ln *net.UnixListener, path string, h Handler, logger *slog.Logger
 		"/reload":  {http.MethodPost, s.reload},
 		"/stop":    {http.MethodPost, s.stop},
 		"/workers": {http.MethodPost, s.setWorkers},
+		"/procs":   {http.MethodPost, s.setProcs},
 		"/cancel":  {http.MethodPost, s.cancel},
 	}
 	s.srv = &http.Server{
@@ -426,7 +427,7 @@ type cancelledBody struct {
 	Cancelled bool `json:"cancelled"`
 }
 
-const endpoints = "GET /status or /health, or POST /pause, /resume, /reload, /stop, /workers or /cancel"
+const endpoints = "GET /status or /health, or POST /pause, /resume, /reload, /stop, /workers, /procs or /cancel"
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -614,6 +615,23 @@ func (s *Server) setWorkers(ctx context.Context, r *http.Request) (int, any) {
 		return badRequest("workers must be at least 1, not %d", n)
 	}
 	return okReply(s.h.SetWorkers(ctx, *body.Workers))
+}
+
+func (s *Server) setProcs(ctx context.Context, r *http.Request) (int, any) {
+	const want = `{"min": N, "max": N} (either may be left out)`
+	var body ProcLimits
+	if err := decodeBody(r, &body, want, false); err != nil {
+		return badRequest("%v", err)
+	}
+	switch {
+	case body.Min == nil && body.Max == nil:
+		return badRequest(`no "min" or "max" in the request body: send %s`, want)
+	case body.Min != nil && *body.Min < 0:
+		return badRequest("min must be zero or more, not %d", *body.Min)
+	case body.Max != nil && *body.Max < 1:
+		return badRequest("max must be at least 1, not %d", *body.Max)
+	}
+	return okReply(s.h.SetProcs(ctx, body))
 }
 
 func (s *Server) cancel(ctx context.Context, r *http.Request) (int, any) {

@@ -37,6 +37,38 @@ type Status struct {
 	// SQLite file, or "PostgreSQL URL schema NAME". "" when no daemon
 	// answered.
 	Database string `json:"database,omitempty"`
+	// Procs are the child processes that run isolated tasks ('snappea run
+	// --isolation', registry.Options.Isolated), by pid; encoded as []
+	// when there are none, never null.
+	Procs []Proc `json:"procs"`
+	// ProcPool is the process pool's limits and what happened to its
+	// children since the daemon started; omitted without a pool.
+	ProcPool *ProcPool `json:"proc_pool,omitempty"`
+}
+
+// Proc is one child process of the pool.
+type Proc struct {
+	PID       int       `json:"pid"`
+	State     string    `json:"state"`     // starting, idle, busy, retiring
+	TaskID    int64     `json:"task_id"`   // the running task's id; 0 when none
+	Task      string    `json:"task"`      // the running task's name; "" when none
+	RSSBytes  int64     `json:"rss_bytes"` // resident set, from /proc; 0 if unreadable
+	TasksDone int64     `json:"tasks_done"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// ProcPool is the process pool's limits ('snappea workers --procs-min,
+// --procs-max' change them) and its counters.
+type ProcPool struct {
+	Min      int   `json:"min"`
+	Max      int   `json:"max"`
+	Waiting  int   `json:"waiting"`  // tasks waiting for a free child
+	Starts   int64 `json:"starts"`   // children started
+	Restarts int64 `json:"restarts"` // of those, replacements of children that died or were killed
+	Deaths   int64 `json:"deaths"`   // children that exited or were killed by someone else while the pool wanted them
+	Kills    int64 `json:"kills"`    // children the daemon killed: past a timeout, an ignored cancel, the stop deadline
+	SIGKILLs int64 `json:"sigkills"` // children that needed SIGKILL
+	Retired  int64 `json:"retired"`  // children asked to exit: idle, recycled, stopping
 }
 
 // Daemon is one daemon of those sharing the database, as its last
@@ -67,6 +99,9 @@ func (s Status) MarshalJSON() ([]byte, error) {
 	}
 	if p.Schedules == nil {
 		p.Schedules = []Schedule{}
+	}
+	if p.Procs == nil {
+		p.Procs = []Proc{}
 	}
 	return json.Marshal(p)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/metrics"
 	"github.com/snappea/snappea/pidfile"
+	"github.com/snappea/snappea/prefork"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/schedule"
@@ -143,6 +144,21 @@ type Config struct {
 	// the metrics (see foreman.Observer).
 	Observers []foreman.Observer
 
+	// Processes, if set, starts a pool of child processes (package
+	// prefork) that runs the tasks whose definition says Isolated, or every
+	// task with IsolateAll [--isolation, --procs-min, --procs-max, ...].
+	// Its Command is required: a command that runs prefork.ServeChild
+	// with the same Registry (cli's hidden subcommand); Logger defaults to
+	// the daemon's. The pool starts with Run and stops after the foreman:
+	// children finish their tasks within the graceful timeout, then all
+	// get SIGTERM at once, SIGKILL soon after, and are reaped before Run
+	// returns. Nil: every task runs on a goroutine, and a task whose
+	// definition says Isolated fails.
+	Processes *prefork.Config
+	// IsolateAll runs every task in a child process [--isolation
+	// process]; it needs Processes.
+	IsolateAll bool
+
 	// Lock is a single-instance lock the caller already holds for this
 	// data directory: the daemon watches its file but neither takes nor
 	// releases it. Nil: New takes the lock on DIR/snappea.lock and writes
@@ -197,6 +213,8 @@ func (c *Config) setDefaults() error {
 		return bad("CheckpointInterval is %v, want a positive duration (0 for the default, %v)", c.CheckpointInterval, DefaultCheckpointInterval)
 	case c.Lock != nil && c.NoLock:
 		return bad("Lock is set and NoLock is true: want one or the other")
+	case c.IsolateAll && c.Processes == nil:
+		return bad("IsolateAll needs Processes: the child processes to run the tasks in")
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = DefaultCheckpointInterval
@@ -246,6 +264,7 @@ type Daemon struct {
 	bw   storage.Waker   // the backend's waker elsewhere (PostgreSQL: LISTEN)
 	lite bool            // the queue is on SQLite: one daemon, local files
 	fm   *foreman.Foreman
+	pool *prefork.Pool // nil without Config.Processes
 
 	rec       *stats.Recorder     // nil without statistics
 	sched     *schedule.Scheduler // nil without schedules
@@ -309,9 +328,21 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var procs foreman.ProcessRunner
+	if cfg.Processes != nil {
+		pc := *cfg.Processes
+		if pc.Logger == nil {
+			pc.Logger = d.log
+		}
+		if d.pool, err = prefork.New(pc); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		procs = poolRunner{d.pool}
+	}
 	d.fm, err = foreman.New(foreman.Config{
 		Source: d.q, Waker: waker, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
 		Observers: observers, Services: services,
+		Processes: procs, IsolateAll: cfg.IsolateAll,
 		Workers: cfg.Workers, Batch: cfg.Batch,
 		PollInterval: cfg.PollInterval, GracefulTimeout: cfg.GracefulTimeout,
 		RetryBackoff: cfg.RetryBackoff, RetryBackoffMax: cfg.RetryBackoffMax,
@@ -410,6 +441,17 @@ func (d *Daemon) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) 
 	s := d.fm.Snapshot()
 	m := metrics.Snapshot{WorkersBusy: s.Busy, WorkersTotal: s.Workers, Paused: s.State == foreman.Paused,
 		Reloads: d.cfg.Reloads}
+	if d.pool != nil {
+		ps := d.pool.Snapshot()
+		p := &metrics.Procs{ByState: map[string]int{}, Starts: ps.Starts, Deaths: ps.Deaths, Kills: ps.Kills,
+			SIGKILLs: ps.SIGKILLs, Restarts: ps.Restarts, Retired: ps.Retired}
+		for _, c := range ps.Procs {
+			p.ByState[c.State.String()]++
+			p.RSSBytes += c.RSSBytes
+			p.MaxRSSBytes = max(p.MaxRSSBytes, c.RSSBytes)
+		}
+		m.Procs = p
+	}
 	st, err := d.q.Stats(ctx)
 	if err != nil {
 		return m, err
@@ -421,6 +463,11 @@ func (d *Daemon) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) 
 // Foreman returns the daemon's loop and worker pool, for operating it
 // while it runs: Pause, Resume, SetWorkers, Cancel, Snapshot, Ping.
 func (d *Daemon) Foreman() *foreman.Foreman { return d.fm }
+
+// Processes returns the pool of child processes that runs isolated tasks,
+// for status (Snapshot) and for changing its limits (SetLimits); nil
+// without Config.Processes.
+func (d *Daemon) Processes() *prefork.Pool { return d.pool }
 
 // Schedules lists the daemon's schedules with their next and last run, as
 // stored in the database; none without Config.Schedules.
@@ -488,7 +535,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if !d.lite {
 		members = d.startCluster(d.bw.Cancels())
 	}
+	poolDone := d.startPool()
 	err = d.fm.Run(runCtx)
+	d.stopPool(poolDone)
 	if members != nil {
 		members.stop()
 	}
@@ -503,6 +552,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	return gone
+}
+
+// startPool starts the process pool's children; the returned channel is
+// closed when its Run has returned. Nil without a pool.
+func (d *Daemon) startPool() chan struct{} {
+	if d.pool == nil {
+		return nil
+	}
+	s := d.pool.Snapshot()
+	d.log.Info("starting worker processes for isolated tasks", "procs_min", s.Min, "procs_max", s.Max, "isolate_all", d.cfg.IsolateAll)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.pool.Run(context.Background()); err != nil {
+			d.log.Error("process pool stopped with an error", "err", err)
+		}
+	}()
+	return done
+}
+
+// stopPool stops the process pool once the foreman has stopped. Its tasks
+// have finished then, unless the graceful deadline passed first (the
+// foreman abandons those after HardStopWait): what still runs is given
+// what is left of that one deadline, then every child gets SIGTERM at
+// once and SIGKILL soon after, and all are reaped before the daemon goes
+// on to exit or re-execute (a child outliving its parent's thread would
+// be killed by its PR_SET_PDEATHSIG anyway).
+func (d *Daemon) stopPool(done chan struct{}) {
+	if d.pool == nil {
+		return
+	}
+	deadline := time.Now()
+	if ns := d.stopBy.Load(); ns != 0 {
+		deadline = later(deadline, time.Unix(0, ns))
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	st, err := d.pool.Shutdown(ctx)
+	cancel()
+	<-done
+	c := d.pool.Snapshot().Counters
+	attrs := []any{"terminated", st.Terminated, "sigkilled", st.Killed,
+		"starts", c.Starts, "deaths", c.Deaths, "kills", c.Kills, "restarts", c.Restarts, "retired", c.Retired}
+	if err != nil {
+		d.log.Warn("worker processes stopped at the deadline", append(attrs, "err", err)...)
+		return
+	}
+	d.log.Info("worker processes stopped", attrs...)
 }
 
 // reclaimLog empties and truncates the write-ahead log before the daemon
@@ -557,6 +653,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	if !d.started.Load() && d.started.CompareAndSwap(false, true) {
 		d.fm.Shutdown(ctx)
+		if d.pool != nil {
+			d.pool.Shutdown(ctx) // never ran: nothing to wait for
+		}
 		d.release()
 		close(d.runDone)
 		return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/snappea/snappea/foreman"
 	"github.com/snappea/snappea/pidfile"
+	"github.com/snappea/snappea/prefork"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/schedule"
@@ -267,6 +268,8 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"schedule of an unknown task", Config{Queue: q, Registry: reg, NoLock: true,
 			Schedules: []schedule.Schedule{{Name: "s", Spec: "@every 1s", Task: "nosuch"}}}, "nosuch"},
 		{"watch file without a path", Config{Queue: q, Registry: reg, NoLock: true, WatchFiles: []WatchFile{{What: "x"}}}, "WatchFiles[0]"},
+		{"isolate all without processes", Config{Queue: q, Registry: reg, NoLock: true, IsolateAll: true}, "IsolateAll"},
+		{"processes without a command", Config{Queue: q, Registry: reg, NoLock: true, Processes: &prefork.Config{}}, "Command is required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.Logger = quiet()

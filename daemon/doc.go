@@ -58,6 +58,13 @@
 // never extends the first deadline. Queued tasks stay queued for the next
 // start.
 //
+// With [Config.Processes], isolated tasks run in a pool of child
+// processes (package prefork), started with Run. The pool stops after the
+// foreman, under the same deadline: the children's tasks drain in
+// parallel with the others; at the deadline every child still running one
+// gets SIGTERM at once, SIGKILL soon after, and all are reaped before Run
+// returns, so a reload re-executes with no child left.
+//
 // Delivery is at-most-once: a task's row is deleted before its handler
 // starts (see package foreman).
 package daemon

@@ -48,6 +48,16 @@
 // reported. A stop, a cancel or a crash loses the attempt that was running:
 // retries cover errors, not crashes.
 //
+// # Tasks in child processes
+//
+// A task whose definition says Isolated (registry.Options), or every task
+// with [Config.IsolateAll], runs through [Config.Processes] instead of on
+// a goroutine: in the daemon, a child process of package prefork's pool,
+// which can be killed. It takes a worker slot like any task, its context
+// carries the same timeout and cancel, and its error goes through the same
+// outcomes, retries, record and report; a child that died fails the task
+// with the cause. The child's pid is in [ActiveTask] while it runs.
+//
 // # Services
 //
 // [Config.Services] are long-running functions supervised beside the

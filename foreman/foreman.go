@@ -52,6 +52,32 @@ type Runner interface {
 	Options(name string) registry.Options
 }
 
+// ProcessRunner runs a task in a child process; the daemon's process pool
+// (package prefork, through package daemon) is one. Its error is the
+// task's: nil for success, a *PanicError for a panic in the child, the
+// handler's error (matching registry.ErrUnknownTask or ErrBadArgs when it
+// never started), or an error naming how the child ended when it died or
+// was killed ("worker process died: killed by SIGKILL"). ctx carries the
+// task's timeout and cancel: a child whose handler ignores them is
+// killed, and RunProcess returns.
+type ProcessRunner interface {
+	RunProcess(ctx context.Context, t ProcessTask) error
+}
+
+// ProcessTask is what a ProcessRunner gets of a task.
+type ProcessTask struct {
+	ID          int64
+	Name        string
+	Attempt     int           // 1 for the first run
+	MaxAttempts int           // the attempt budget, as resolved from the task and its definition
+	Timeout     time.Duration // 0: none; also on ctx
+	Args        []byte
+	EnqueuedAt  time.Time
+	// Started is called with the child's pid once a child has the task,
+	// for Snapshot's ActiveTask.PID.
+	Started func(pid int)
+}
+
 // Reporter receives the errors the foreman does not handle itself: a task
 // that failed for good, panicked or was discarded (task is set), or a
 // failure of the loop or a service (task is nil). It is called once per
@@ -114,6 +140,15 @@ type Config struct {
 	Store Store
 	// Observers are told of every finished task; optional.
 	Observers []Observer
+	// Processes runs in child processes the tasks whose definition says
+	// Isolated (registry.Options), or every task with IsolateAll; the
+	// others run on goroutines. Both kinds share the Workers slots, and
+	// their options (timeout, retries, cancel) work the same. Nil: no
+	// child processes; a task whose definition says Isolated then fails
+	// rather than run unprotected.
+	Processes ProcessRunner
+	// IsolateAll runs every task through Processes (required then).
+	IsolateAll bool
 	// Services are long-running functions started with Run, restarted
 	// with backoff when they fail, and stopped with the workers; optional.
 	Services []Service
@@ -161,6 +196,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Runner == nil {
 		return errors.New("foreman config: Runner is required")
+	}
+	if c.IsolateAll && c.Processes == nil {
+		return errors.New("foreman config: IsolateAll needs Processes")
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("foreman config: Workers is %d, want at least 1 (0 for the default)", c.Workers)
@@ -852,7 +890,12 @@ func (f *Foreman) run(t snappea.Task) {
 		ID: t.ID, Name: t.Name, EnqueuedAt: t.EnqueuedAt, Logger: f.log,
 		Attempt: attempt, MaxAttempts: maxAttempts,
 	})
-	err := f.call(ctx, &t)
+	var err error
+	if opts.Isolated || f.cfg.IsolateAll {
+		err = f.callProcess(ctx, &t, a, attempt, maxAttempts, timeout)
+	} else {
+		err = f.call(ctx, &t)
+	}
 	d := time.Since(start)
 	cause := context.Cause(ctx)
 	if overdue != nil {
@@ -988,6 +1031,22 @@ func (f *Foreman) call(ctx context.Context, t *snappea.Task) (err error) {
 		}
 	}()
 	return f.cfg.Runner.Run(ctx, t.Name, t.Args)
+}
+
+// errNoProcesses fails an isolated task when the foreman has no
+// ProcessRunner.
+var errNoProcesses = errors.New("the task's definition says Isolated, but the foreman has no process runner (Config.Processes)")
+
+// callProcess runs the task in a child process through Config.Processes,
+// noting the child's pid for Snapshot while it runs.
+func (f *Foreman) callProcess(ctx context.Context, t *snappea.Task, a *activeTask, attempt, maxAttempts int, timeout time.Duration) error {
+	if f.cfg.Processes == nil {
+		return errNoProcesses
+	}
+	return f.cfg.Processes.RunProcess(ctx, ProcessTask{
+		ID: t.ID, Name: t.Name, Attempt: attempt, MaxAttempts: maxAttempts, Timeout: timeout, Args: t.Args,
+		EnqueuedAt: t.EnqueuedAt, Started: func(pid int) { a.pid.Store(int64(pid)) },
+	})
 }
 
 // panicError captures the stack of a recovered panic; call it from the

@@ -20,8 +20,9 @@ import (
 )
 
 // bin is the snappea binary built by TestMain; serviceBin a daemon built
-// on package cli with a managed service (testdata/servicedaemon).
-var bin, serviceBin string
+// on package cli with a managed service (testdata/servicedaemon); procBin
+// one whose tasks run in child processes (testdata/procdaemon).
+var bin, serviceBin, procBin string
 
 func TestMain(m *testing.M) {
 	// Every test here runs the real binary, and building it alone takes
@@ -38,11 +39,12 @@ func TestMain(m *testing.M) {
 	}
 	bin = filepath.Join(tmp, "snappea")
 	serviceBin = filepath.Join(tmp, "servicedaemon")
+	procBin = filepath.Join(tmp, "procdaemon")
 	args := []string{"build", "-o", tmp + "/"}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	build := exec.Command("go", append(args, "../cmd/snappea", "./testdata/servicedaemon")...)
+	build := exec.Command("go", append(args, "../cmd/snappea", "./testdata/servicedaemon", "./testdata/procdaemon")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building snappea:", err)

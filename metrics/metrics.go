@@ -57,6 +57,24 @@ type Snapshot struct {
 	WorkersTotal int           // the size of the worker pool
 	Paused       bool          // the foreman claims no tasks
 	Reloads      int           // configuration reloads since the daemon started
+	// Procs is the pool of child processes that run isolated tasks; nil
+	// without one, and its series are left out.
+	Procs *Procs
+}
+
+// Procs is the state of the daemon's pool of child processes (package
+// prefork): the children now, and what happened to them since the daemon
+// started.
+type Procs struct {
+	ByState     map[string]int // children by state: starting, idle, busy, retiring
+	RSSBytes    int64          // the children's resident sets, added up
+	MaxRSSBytes int64          // the largest child's resident set
+	Starts      int64          // children started
+	Deaths      int64          // children that exited or were killed by someone else
+	Kills       int64          // children the pool killed (SIGTERM): hard timeouts, ignored cancels, the stop deadline
+	SIGKILLs    int64          // of those and of retired ones, the children that needed SIGKILL
+	Restarts    int64          // starts that replaced a dead or killed child
+	Retired     int64          // children asked to exit: idle, recycled (tasks or RSS), stopping
 }
 
 // Config configures Metrics. Everything is optional.
@@ -277,13 +295,37 @@ var (
 		"1 if the daemon is paused (claims no tasks), 0 if not.", nil, nil)
 	reloadsDesc = prometheus.NewDesc("snappea_reloads_total",
 		"Configuration reloads since the daemon started.", nil, nil)
+
+	procsDesc = prometheus.NewDesc("snappea_procs",
+		"Child processes of the pool that runs isolated tasks, by state (starting, idle, busy, retiring).", []string{"state"}, nil)
+	procRSSDesc = prometheus.NewDesc("snappea_procs_rss_bytes",
+		"The resident sets of the pool's child processes, added up.", nil, nil)
+	procMaxRSSDesc = prometheus.NewDesc("snappea_procs_max_rss_bytes",
+		"The largest resident set of one of the pool's child processes.", nil, nil)
+	procStartsDesc = prometheus.NewDesc("snappea_proc_starts_total",
+		"Child processes started.", nil, nil)
+	procDeathsDesc = prometheus.NewDesc("snappea_proc_deaths_total",
+		"Child processes that exited or were killed by someone else (their task failed).", nil, nil)
+	procKillsDesc = prometheus.NewDesc("snappea_proc_kills_total",
+		"Child processes the daemon killed: past a task's timeout, after an ignored cancel, at the stop deadline.", nil, nil)
+	procSIGKILLsDesc = prometheus.NewDesc("snappea_proc_sigkills_total",
+		"Child processes that needed SIGKILL, not exiting after SIGTERM or after being asked to.", nil, nil)
+	procRestartsDesc = prometheus.NewDesc("snappea_proc_restarts_total",
+		"Child processes started to replace one that died or was killed.", nil, nil)
+	procRetiredDesc = prometheus.NewDesc("snappea_proc_retired_total",
+		"Child processes asked to exit: idle above the minimum, recycled (--max-tasks-per-proc, --max-rss-per-proc), stopping.", nil, nil)
 )
+
+// procStates are the label values of snappea_procs, all sent at each
+// scrape so that a state with no child reads 0.
+var procStates = []string{"starting", "idle", "busy", "retiring"}
 
 // snapshotCollector turns a Snapshot into metrics at scrape time.
 type snapshotCollector struct{ m *Metrics }
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, pendingDesc, readyDesc, oldestDesc, busyDesc, workersDesc, pausedDesc, reloadsDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, pendingDesc, readyDesc, oldestDesc, busyDesc, workersDesc, pausedDesc, reloadsDesc,
+		procsDesc, procRSSDesc, procMaxRSSDesc, procStartsDesc, procDeathsDesc, procKillsDesc, procSIGKILLsDesc, procRestartsDesc, procRetiredDesc} {
 		ch <- d
 	}
 }
@@ -308,6 +350,22 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(workersDesc, float64(s.WorkersTotal))
 	gauge(pausedDesc, b2f(s.Paused))
 	ch <- prometheus.MustNewConstMetric(reloadsDesc, prometheus.CounterValue, float64(s.Reloads))
+	if p := s.Procs; p != nil {
+		for _, st := range procStates {
+			ch <- prometheus.MustNewConstMetric(procsDesc, prometheus.GaugeValue, float64(p.ByState[st]), st)
+		}
+		gauge(procRSSDesc, float64(p.RSSBytes))
+		gauge(procMaxRSSDesc, float64(p.MaxRSSBytes))
+		counter := func(d *prometheus.Desc, v int64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+		}
+		counter(procStartsDesc, p.Starts)
+		counter(procDeathsDesc, p.Deaths)
+		counter(procKillsDesc, p.Kills)
+		counter(procSIGKILLsDesc, p.SIGKILLs)
+		counter(procRestartsDesc, p.Restarts)
+		counter(procRetiredDesc, p.Retired)
+	}
 }
 
 func (m *Metrics) warnSnapshot(err error) {

@@ -222,12 +222,59 @@ func TestMetrics_Scrape(t *testing.T) {
 			checkValue(t, c.name, v, c.want)
 		}
 	})
+	if mfs["snappea_procs"] != nil || mfs["snappea_proc_starts_total"] != nil {
+		t.Error("process pool series without a pool (Snapshot.Procs nil)")
+	}
 	t.Run("runtime and process", func(t *testing.T) {
 		family(t, mfs, "go_goroutines", dto.MetricType_GAUGE)
 		if runtime.GOOS == "linux" {
 			family(t, mfs, "process_start_time_seconds", dto.MetricType_GAUGE)
 		}
 	})
+}
+
+// The pool's children: by state (every state, 0 included), RSS, and the
+// counters of starts, deaths, kills and recycling.
+func TestMetrics_Scrape_procs(t *testing.T) {
+	m := mustNew(t, metrics.Config{Snapshot: func(ctx context.Context) (metrics.Snapshot, error) {
+		return metrics.Snapshot{Procs: &metrics.Procs{ByState: map[string]int{"idle": 2, "busy": 1},
+			RSSBytes: 3 << 20, MaxRSSBytes: 2 << 20, Starts: 6, Deaths: 2, Kills: 1, SIGKILLs: 1, Restarts: 3, Retired: 2}}, nil
+	}})
+	mfs := scrape(t, mustServe(t, m))
+	mf := family(t, mfs, "snappea_procs", dto.MetricType_GAUGE)
+	for state, want := range map[string]float64{"starting": 0, "idle": 2, "busy": 1, "retiring": 0} {
+		s := series(mf, "state", state)
+		if s == nil {
+			t.Errorf("snappea_procs has no state=%s series", state)
+			continue
+		}
+		checkValue(t, "snappea_procs "+state, s.GetGauge().GetValue(), want)
+	}
+	for _, c := range []struct {
+		name string
+		typ  dto.MetricType
+		want float64
+	}{
+		{"snappea_procs_rss_bytes", dto.MetricType_GAUGE, 3 << 20},
+		{"snappea_procs_max_rss_bytes", dto.MetricType_GAUGE, 2 << 20},
+		{"snappea_proc_starts_total", dto.MetricType_COUNTER, 6},
+		{"snappea_proc_deaths_total", dto.MetricType_COUNTER, 2},
+		{"snappea_proc_kills_total", dto.MetricType_COUNTER, 1},
+		{"snappea_proc_sigkills_total", dto.MetricType_COUNTER, 1},
+		{"snappea_proc_restarts_total", dto.MetricType_COUNTER, 3},
+		{"snappea_proc_retired_total", dto.MetricType_COUNTER, 2},
+	} {
+		s := series(family(t, mfs, c.name, c.typ))
+		if s == nil {
+			t.Errorf("%s has no unlabelled series", c.name)
+			continue
+		}
+		v := s.GetGauge().GetValue()
+		if c.typ == dto.MetricType_COUNTER {
+			v = s.GetCounter().GetValue()
+		}
+		checkValue(t, c.name, v, c.want)
+	}
 }
 
 // logs records what Metrics logs at warn and above.

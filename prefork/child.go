@@ -195,6 +195,16 @@ func Serve(ctx context.Context, r Runner, conn io.ReadWriteCloser) error {
 	}
 }
 
+type jobKey struct{}
+
+// JobFrom returns the job a handler runs in a child, with ctx as Serve
+// gave it to the Runner: its id, name, attempt and timeout (Args and
+// Started are left out).
+func JobFrom(ctx context.Context) (Job, bool) {
+	j, ok := ctx.Value(jobKey{}).(Job)
+	return j, ok
+}
+
 // runJob runs one job and turns its outcome, panic included, into a result.
 func runJob(ctx context.Context, r Runner, j *Job) (res *wireResult) {
 	res = new(wireResult)
@@ -204,7 +214,9 @@ func runJob(ctx context.Context, r Runner, j *Job) (res *wireResult) {
 			res.Stack = string(debug.Stack())
 		}
 	}()
-	err := r.Run(ctx, j.Name, j.Args)
+	info := *j
+	info.Args, info.Started = nil, nil
+	err := r.Run(context.WithValue(ctx, jobKey{}, info), j.Name, j.Args)
 	if err != nil {
 		res.Err = err.Error()
 		for _, c := range codes {

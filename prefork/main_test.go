@@ -77,6 +77,11 @@ func init() {
 		}
 	})
 	reg("fail", func(context.Context) error { return errors.New("smtp down") })
+	// whoami fails with what JobFrom says, for the test to read.
+	reg("whoami", func(ctx context.Context) error {
+		j, ok := prefork.JobFrom(ctx)
+		return fmt.Errorf("ok=%v id=%d name=%s attempt=%d/%d timeout=%v args=%d pid=%d", ok, j.ID, j.Name, j.Attempt, j.MaxAttempts, j.Timeout, len(j.Args), os.Getpid())
+	})
 	reg("exit3", func(context.Context) error { os.Exit(3); return nil })
 	reg("panic", func(context.Context) error { panic("kaboom") })
 	reg("gopanic", func(context.Context) error {

@@ -42,6 +42,11 @@ type Job struct {
 	MaxAttempts int           `json:"max_attempts,omitempty"` // total attempts allowed
 	Timeout     time.Duration `json:"timeout,omitempty"`      // the handler's deadline; 0: none
 	Args        []byte        `json:"args,omitempty"`         // JSON, as the producer encoded it
+	EnqueuedAt  time.Time     `json:"enqueued_at,omitzero"`   // when the producer enqueued it
+	// Started, if set, is called in the parent with the pid of the child
+	// that was given the job, before the job is sent: the foreman shows it
+	// in status while the job runs. Not sent to the child.
+	Started func(pid int) `json:"-"`
 }
 
 // Outcome is how a job ended.
@@ -291,6 +296,9 @@ type Counters struct {
 
 // New validates cfg and returns a pool; call Run to start its children.
 func New(cfg Config) (*Pool, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -454,7 +462,7 @@ func (p *Pool) aliveLocked() int {
 }
 
 func (p *Pool) start(reqs chan<- startReq) (*child, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, fmt.Errorf("start worker process: socketpair: %w", err)
 	}
@@ -488,7 +496,7 @@ func (p *Pool) start(reqs chan<- startReq) (*child, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	setPdeathsig(cmd.SysProcAttr)
 	cmd.WaitDelay = p.cfg.KillWait
 
 	conn, err := net.FileConn(mine)
@@ -722,6 +730,9 @@ func (p *Pool) Do(ctx context.Context, j Job) (Result, error) {
 	c, err := p.acquire(ctx)
 	if err != nil {
 		return Result{}, err
+	}
+	if j.Started != nil {
+		j.Started(c.pid)
 	}
 	res, alive := p.run(ctx, c, &j)
 	p.release(c, alive)
@@ -997,6 +1008,11 @@ func (p *Pool) Shutdown(ctx context.Context) (ShutdownStats, error) {
 	p.mu.Lock()
 	n := 0
 	for c := range p.children {
+		// A retired child runs no job and is on its way out: its
+		// monitor kills it KillWait after its socket closed.
+		if c.retired {
+			continue
+		}
 		if c.killReason == nil {
 			n++
 		}
@@ -1010,6 +1026,9 @@ func (p *Pool) Shutdown(ctx context.Context) (ShutdownStats, error) {
 	defer cancel()
 	if !p.waitEmpty(reap.Done()) {
 		return stats(), fmt.Errorf("shutdown: worker processes still not reaped after SIGKILL: %w", ctx.Err())
+	}
+	if n == 0 {
+		return stats(), nil // only idle children were still exiting: no job was cut short
 	}
 	return stats(), fmt.Errorf("shutdown: deadline passed with %d jobs running: %w", n, ctx.Err())
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,22 @@ func TestPool_Do(t *testing.T) {
 	}
 	if s.Procs[0].RSSBytes <= 0 {
 		t.Errorf("rss_bytes = %d, want the child's resident set", s.Procs[0].RSSBytes)
+	}
+}
+
+// Started gets the child's pid before the job runs; the handler reads its
+// job with JobFrom.
+func TestPool_Do_startedAndJobFrom(t *testing.T) {
+	p := startPool(t, prefork.Config{Min: 1, Max: 1})
+	var started int
+	res := do(t, p, prefork.Job{ID: 7, Name: "whoami", Attempt: 2, MaxAttempts: 3, Timeout: time.Minute,
+		Args: []byte(`{}`), Started: func(pid int) { started = pid }})
+	if started == 0 || started != res.PID {
+		t.Errorf("Started got pid %d, want the child's, %d", started, res.PID)
+	}
+	want := fmt.Sprintf("ok=true id=7 name=whoami attempt=2/3 timeout=1m0s args=0 pid=%d", res.PID)
+	if res.Err == nil || res.Err.Error() != want {
+		t.Errorf("the handler saw %v, want %q", res.Err, want)
 	}
 }
 
@@ -471,6 +488,25 @@ func TestPool_Shutdown(t *testing.T) {
 				t.Errorf("cut job: %v %v, want failed with context.Canceled or killed with ErrStopped (%+v)", res.Outcome, res.Err, ee)
 			}
 			delete(want, res.Outcome)
+		}
+		for _, pid := range pids {
+			if !reaped(pid) {
+				t.Errorf("child %d still there (or a zombie) after Shutdown", pid)
+			}
+		}
+	})
+	// Idle children at a deadline already past (the daemon's, after its
+	// foreman drained the tasks) are asked to exit, not terminated: no
+	// job was cut short.
+	t.Run("idle at a past deadline", func(t *testing.T) {
+		p := startPool(t, prefork.Config{Min: 2, Max: 2})
+		waitFor(t, "2 idle children", func() bool { return countState(p.Snapshot(), prefork.Idle) == 2 })
+		pids := pidsOf(p.Snapshot())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		st, err := p.Shutdown(ctx)
+		if err != nil || st.Terminated != 0 || st.Killed != 0 {
+			t.Errorf("Shutdown = %+v, %v; want nothing terminated and no error", st, err)
 		}
 		for _, pid := range pids {
 			if !reaped(pid) {

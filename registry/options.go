@@ -54,6 +54,14 @@ type Options struct {
 	// Delay and RunAt do: give only one of them. Default 0: a replace
 	// keeps the pending task's due time.
 	Debounce time.Duration
+	// Isolated runs the task in a child process of the daemon's process
+	// pool instead of on a goroutine (see package prefork and 'snappea
+	// run --isolation'): a handler that ignores its context can then be
+	// killed at its timeout, and one that exits, crashes or leaks memory
+	// costs only its own child. It is a property of the definition: give
+	// it to Register; an enqueue's Isolated is ignored (Merge keeps the
+	// definition's).
+	Isolated bool
 }
 
 // Duplicate is a policy for an enqueue whose Key a pending task holds.

@@ -39,6 +39,8 @@ func TestOptions_Merge(t *testing.T) {
 			Options{Priority: 5, Timeout: time.Second, MaxAttempts: 3, Key: "d", OnDuplicate: Replace, Debounce: time.Second}},
 		{"Keep over Replace drops its Debounce", Options{OnDuplicate: Replace, Debounce: time.Second}, Options{OnDuplicate: Keep},
 			Options{OnDuplicate: Keep}},
+		{"Isolated is the definition's", Options{Isolated: true}, Options{Priority: 1}, Options{Priority: 1, Isolated: true}},
+		{"an enqueue's Isolated is ignored", Options{}, Options{Isolated: true}, Options{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

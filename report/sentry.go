@@ -18,6 +18,7 @@ import (
 
 	"github.com/snappea/snappea"
 	"github.com/snappea/snappea/foreman"
+	"github.com/snappea/snappea/prefork"
 	"github.com/snappea/snappea/registry"
 )
 
@@ -192,6 +193,7 @@ func (s *Sentry) Report(err error, task *snappea.Task) {
 			tc["enqueued_at"] = task.EnqueuedAt.UTC().Format(time.RFC3339Nano)
 		}
 		scope.SetContext("task", tc)
+		processContext(scope, err)
 		scope.SetFingerprint([]string{"{{ default }}", task.Name})
 	}
 
@@ -226,6 +228,47 @@ func (s *Sentry) Close() {
 }
 
 // outcome names how the task ended, as the foreman counts it.
+// maxStderr bounds the stderr tail and the crash report sent with a child process's death:
+// Sentry truncates a context's long values anyway, and the end is where the
+// crash is.
+const maxStderr = 8 << 10
+
+// processContext adds what a task that ran in a child process left behind:
+// for a child that died or was killed, its pid, how it ended, the tail of
+// its stderr and the Go runtime's crash report from it (context
+// "process"); for a panic in a child, whose program counters did not cross
+// the process boundary, the panicking goroutine's stack as text (context
+// "panic").
+func processContext(scope *sentry.Scope, err error) {
+	var ee *prefork.ExitError
+	if errors.As(err, &ee) {
+		pc := sentry.Context{"pid": ee.PID, "cause": ee.Cause}
+		if ee.Reason != nil {
+			pc["killed_because"] = ee.Reason.Error()
+		}
+		if len(ee.Stderr) > 0 {
+			pc["stderr_tail"] = string(tail(ee.Stderr, maxStderr))
+		}
+		if len(ee.Stack) > 0 {
+			// Its start is what matters: the signal or panic, and the
+			// goroutine that raised it.
+			pc["crash_report"] = string(ee.Stack[:min(len(ee.Stack), maxStderr)])
+		}
+		scope.SetContext("process", pc)
+	}
+	var pe *foreman.PanicError
+	if errors.As(err, &pe) && len(pe.PCs) == 0 && len(pe.Stack) > 0 {
+		scope.SetContext("panic", sentry.Context{"stack": string(tail(pe.Stack, maxStderr))})
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
 func outcome(err error) string {
 	var pe *foreman.PanicError
 	switch {

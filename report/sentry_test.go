@@ -21,6 +21,7 @@ import (
 	"github.com/getsentry/sentry-go"
 
 	"github.com/snappea/snappea/foreman"
+	"github.com/snappea/snappea/prefork"
 	"github.com/snappea/snappea/queue"
 	"github.com/snappea/snappea/registry"
 	"github.com/snappea/snappea/report"
@@ -474,5 +475,36 @@ func TestSentry_Report_concurrent(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("events for %d distinct tasks, want %d", len(seen), n)
+	}
+}
+
+// A task that ran in a child process: its death is reported with the
+// child's pid, cause, stderr tail and crash report; a panic there, whose
+// program counters stayed in the child, with its stack as text.
+func TestSentry_Report_childProcess(t *testing.T) {
+	dsn, events, _ := newReceiver(t)
+	s := newSentry(t, dsn)
+	died := fmt.Errorf("attempt 1: %w", &prefork.ExitError{PID: 4242, Cause: "killed by SIGSEGV",
+		Stderr: []byte("some log line\nSIGSEGV: segmentation violation\ngoroutine 1 [running]:\nmain.crash()"),
+		Stack:  []byte("SIGSEGV: segmentation violation\ngoroutine 1 [running]:\nmain.crash()")})
+	s.Report(died, newTask(1, "t"))
+	ev := waitEvent(t, events)
+	pc := ev.Contexts["process"]
+	if pc == nil || pc["pid"] != float64(4242) || pc["cause"] != "killed by SIGSEGV" ||
+		!strings.Contains(fmt.Sprint(pc["stderr_tail"]), "some log line") ||
+		!strings.HasPrefix(fmt.Sprint(pc["crash_report"]), "SIGSEGV: segmentation violation") {
+		t.Errorf("process context = %v, want the pid, cause, stderr tail and crash report", pc)
+	}
+	if ev.Message != died.Error() {
+		t.Errorf("message = %q, want %q", ev.Message, died.Error())
+	}
+
+	s.Report(&foreman.PanicError{Value: "kaboom", Stack: []byte("goroutine 7 [running]:\nmain.handler()")}, newTask(2, "t"))
+	ev = waitEvent(t, events)
+	if st := fmt.Sprint(ev.Contexts["panic"]["stack"]); !strings.Contains(st, "main.handler()") {
+		t.Errorf("panic context = %v, want the child's stack", ev.Contexts["panic"])
+	}
+	if ev.Tags["outcome"] != "panicked" {
+		t.Errorf("outcome tag = %q, want panicked", ev.Tags["outcome"])
 	}
 }
