@@ -24,6 +24,15 @@ var funcs = template.FuncMap{
 	"printf":   fmt.Sprintf,
 	"q":        func(s string) template.URL { return template.URL(s) },
 	"nonempty": func(s string) bool { return s != "" },
+	"mib":      mib,
+}
+
+// mib is a size in bytes as MiB to one decimal; "—" when unknown (0).
+func mib(n int64) string {
+	if n <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // dur is a duration rounded for reading.

@@ -170,6 +170,8 @@ func (h *Handler) daemons(ctx context.Context, live *control.Status) ([]daemonRo
 
 type runningData struct {
 	Active    []control.Active
+	Procs     []control.Proc    // the child processes for isolated tasks
+	Pool      *control.ProcPool // their limits and counters; nil: no pool
 	DaemonErr string
 	Lite      bool
 }
@@ -178,7 +180,7 @@ func (h *Handler) running(w http.ResponseWriter, r *http.Request) {
 	live, why := h.live(r)
 	d := runningData{DaemonErr: why, Lite: h.lite}
 	if live != nil {
-		d.Active = live.Active
+		d.Active, d.Procs, d.Pool = live.Active, live.Procs, live.ProcPool
 		now := time.Now()
 		for i := range d.Active {
 			d.Active[i].ElapsedSeconds = now.Sub(d.Active[i].StartedAt).Seconds()

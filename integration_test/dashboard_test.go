@@ -330,3 +330,51 @@ func TestDashboard_reload(t *testing.T) {
 	}
 	d.stop()
 }
+
+// TestDashboard_workerProcesses: the running page of a daemon with a
+// process pool shows the child a task runs in, and every child with its
+// state.
+func TestDashboard_workerProcesses(t *testing.T) {
+	dir := dataDir(t)
+	d := launchProgram(t, procBin, dir, "--workers", "2", "--procs-min", "2", "--procs-max", "2",
+		"--dashboard-addr", "127.0.0.1:0")
+	base := dashboardURL(t, d)
+	id := enqueueProc(t, dir, "proc.sleep", `{"ms": 60000}`)
+	s := waitFull(t, dir, 30*time.Second, "proc.sleep to run in a child and the second child to be idle", func(s control.Status) bool {
+		idle := 0
+		for _, p := range s.Procs {
+			if p.State == "idle" {
+				idle++
+			}
+		}
+		return len(s.Active) == 1 && s.Active[0].PID != 0 && idle == 1
+	})
+	resp, err := http.Get(base + "running")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /running: %d\n%s", resp.StatusCode, body)
+	}
+	page := string(body)
+	pid := strconv.Itoa(s.Active[0].PID)
+	for _, want := range []string{
+		`<td>` + strconv.FormatInt(id, 10) + `</td><td>proc.sleep</td>`, // the running task
+		`<td>` + pid + `</td>`, // its child's pid
+		`id="procs"`,           // the table of children
+		`<td class="state">busy</td>`, `<td class="state">idle</td>`,
+		`proc.sleep (` + strconv.FormatInt(id, 10) + `)`,
+		"2 to 2 of them",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("GET /running lacks %q\n%s", want, page)
+		}
+	}
+	for _, p := range s.Procs {
+		if !strings.Contains(page, "<tr><td>"+strconv.Itoa(p.PID)+"</td>") {
+			t.Errorf("GET /running does not list child %d", p.PID)
+		}
+	}
+}
