@@ -206,6 +206,8 @@ func (d *daemon) run(ctx context.Context) int {
 		DataDirGone: d.dataDirGone,
 		StartPaused: d.c.Getenv(envPaused) == "1",
 		Reloads:     d.generation,
+		MaxRunning:  f.maxRunning,
+		RetryLost:   f.retryLost,
 		Logger:      log,
 	})
 	if err != nil {

@@ -37,6 +37,11 @@ type Status struct {
 	// SQLite file, or "PostgreSQL URL schema NAME". "" when no daemon
 	// answered.
 	Database string `json:"database,omitempty"`
+	// Lost counts the failed records of lost tasks: claimed tasks whose
+	// daemon died, or stopped at its graceful deadline, while they ran
+	// (their error begins "lost: "). 'snappea status' fills it in from
+	// the database.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 // Daemon is one daemon of those sharing the database, as its last

@@ -57,6 +57,8 @@ type Snapshot struct {
 	WorkersTotal int           // the size of the worker pool
 	Paused       bool          // the foreman claims no tasks
 	Reloads      int           // configuration reloads since the daemon started
+	Lost         int64         // lost tasks this daemon recorded failed (their daemon ended while they ran)
+	LostRetried  int64         // lost tasks this daemon enqueued again (RetryLost)
 }
 
 // Config configures Metrics. Everything is optional.
@@ -277,13 +279,16 @@ var (
 		"1 if the daemon is paused (claims no tasks), 0 if not.", nil, nil)
 	reloadsDesc = prometheus.NewDesc("snappea_reloads_total",
 		"Configuration reloads since the daemon started.", nil, nil)
+	lostDesc = prometheus.NewDesc("snappea_tasks_lost_total",
+		"Tasks found lost (their daemon died, or stopped at its graceful deadline, while they ran) by this daemon, by what became of them: failed (recorded in the failed record) or retried (enqueued again, RetryLost).",
+		[]string{"outcome"}, nil)
 )
 
 // snapshotCollector turns a Snapshot into metrics at scrape time.
 type snapshotCollector struct{ m *Metrics }
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, pendingDesc, readyDesc, oldestDesc, busyDesc, workersDesc, pausedDesc, reloadsDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, pendingDesc, readyDesc, oldestDesc, busyDesc, workersDesc, pausedDesc, reloadsDesc, lostDesc} {
 		ch <- d
 	}
 }
@@ -308,6 +313,8 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(workersDesc, float64(s.WorkersTotal))
 	gauge(pausedDesc, b2f(s.Paused))
 	ch <- prometheus.MustNewConstMetric(reloadsDesc, prometheus.CounterValue, float64(s.Reloads))
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(s.Lost), "failed")
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(s.LostRetried), "retried")
 }
 
 func (m *Metrics) warnSnapshot(err error) {

@@ -133,6 +133,7 @@ type Backend struct {
 	wakeChan string // the NOTIFY channel of inserts
 	cancChan string // the NOTIFY channel of cancel requests
 	q        queries
+	lq       ledgerQueries
 	claimed  atomic.Int64 // tasks claimed since the last VACUUM
 	copies   atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
 }
@@ -164,6 +165,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		cancChan: cfg.Schema + "_cancel",
 	}
 	b.q = newQueries(pgx.Identifier{cfg.Schema}.Sanitize())
+	b.lq = newLedgerQueries(pgx.Identifier{cfg.Schema}.Sanitize())
 	b.db = sql.OpenDB(connector{stdlib.GetConnector(*cc)})
 	b.db.SetMaxOpenConns(cfg.MaxOpenConns)
 	b.db.SetMaxIdleConns(cfg.MaxOpenConns)

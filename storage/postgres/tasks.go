@@ -168,6 +168,17 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
 	}
+	tasks, err := b.scanClaimed(rs, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// scanClaimed reads the rows a claim returned, at most n, closes them and
+// sorts the tasks in claim order. An error means the statement rolled
+// back: nothing was claimed.
+func (b *Backend) scanClaimed(rs *sql.Rows, n int) ([]snappea.Task, error) {
 	tasks := make([]snappea.Task, 0, min(n, 256))
 	for rs.Next() {
 		var (
@@ -192,10 +203,10 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err := rs.Err(); err != nil {
 		// The statement failed, so it rolled back: nothing was deleted.
 		rs.Close()
-		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+		return nil, b.err(err)
 	}
 	if err := rs.Close(); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+		return nil, b.err(err)
 	}
 	b.claimed.Add(int64(len(tasks)))
 	sortClaimed(tasks)

@@ -243,6 +243,16 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
+	tasks, err := b.scanClaimed(rows, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// scanClaimed reads the rows a claim returned (see taskFromRow for the
+// columns), at most n, closes them and sorts the tasks in claim order.
+func (b *Backend) scanClaimed(rows *sql.Rows, n int) ([]snappea.Task, error) {
 	// Not sized by n alone: n is the free worker slots, which may be far
 	// more than the tasks waiting. Up to claimPrealloc rows fill it without
 	// a copy; more grow it by the rows returned.
@@ -265,10 +275,10 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+		return nil, dbError(err)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+		return nil, dbError(err)
 	}
 	// RETURNING gives no order.
 	slices.SortFunc(tasks, func(a, b snappea.Task) int {

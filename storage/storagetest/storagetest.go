@@ -48,6 +48,10 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"Waker", testWaker},
 		{"SchemaVersion", testSchemaVersion},
 		{"ConcurrentClaims", testConcurrentClaims},
+		{"Ledger", testLedger},
+		{"RecoverLost", testRecoverLost},
+		{"RecoverGone", testRecoverGone},
+		{"ConcurrentRecovery", testConcurrentRecovery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
