@@ -151,6 +151,7 @@ type optionFlags struct {
 	timeout     time.Duration
 	maxAttempts int
 	key         string
+	serialKey   string
 
 	delayValue nonNegativeDuration
 	atValue    timeFlag
@@ -165,6 +166,7 @@ func (o *optionFlags) register(fs *flag.FlagSet) {
 	fs.Var((*nonNegativeDuration)(&o.timeout), "timeout", "cancel the handler's context this long (a `duration`) after it starts; a timeout is a failure (default: the task's, else none)")
 	fs.Var((*nonNegativeInt)(&o.maxAttempts), "max-attempts", "attempts in all (`N`), the first included, with a backoff between them; 0 or 1: no retries (default: the task's)")
 	fs.StringVar(&o.key, "key", "", "a unique key: while a pending task holds it, queue nothing and name that task")
+	fs.StringVar(&o.serialKey, "serial-key", "", "a serial key: tasks sharing it run one at a time, in the order queued, across every daemon (default: the task's)")
 }
 
 // when settles --at and --delay, which both say when the task may run:
@@ -189,7 +191,7 @@ func (o *optionFlags) when(fs *flag.FlagSet) error {
 
 func (o *optionFlags) options() registry.Options {
 	return registry.Options{Priority: o.priority, Delay: time.Duration(o.delayValue), RunAt: o.atValue.t,
-		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key}
+		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key, SerialKey: o.serialKey}
 }
 
 // progressEvery is how many tasks enqueue queues between two reports of

@@ -57,6 +57,7 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 		return nil, err
 	}
 	out.Schedules = append(out.Schedules, sched...)
+	out.MaxRunning, out.RetryLost = d.dm.Limits()
 	out.Database = d.f.data.where()
 	if d.f.data.postgres() {
 		// The cluster, so that 'snappea status' on the data directory

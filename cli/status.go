@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -218,6 +221,17 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 		k := st.Counters
 		fmt.Fprintf(tw, "finished\t%d done, %d failed, %d panicked, %d discarded, %d interrupted, %d cancelled; %d retried, %d overdue\n",
 			k.Done, k.Failed, k.Panicked, k.Discarded, k.Interrupted, k.Cancelled, k.Retried, k.Overdue)
+	}
+	if len(st.MaxRunning) > 0 {
+		names := slices.Sorted(maps.Keys(st.MaxRunning))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s at most %d", n, st.MaxRunning[n])
+		}
+		fmt.Fprintf(tw, "running\t%s at once, across every daemon\n", strings.Join(parts, ", "))
+	}
+	if len(st.RetryLost) > 0 {
+		fmt.Fprintf(tw, "retry lost\t%s\n", strings.Join(st.RetryLost, ", "))
 	}
 	if st.Lost > 0 {
 		fmt.Fprintf(tw, "lost\t%d tasks whose daemon ended while they ran (snappea failed list)\n", st.Lost)

@@ -42,6 +42,12 @@ type Status struct {
 	// (their error begins "lost: "). 'snappea status' fills it in from
 	// the database.
 	Lost int64 `json:"lost,omitempty"`
+	// MaxRunning is the daemon's limits: the most tasks of a name that
+	// run at once, across every daemon of the database.
+	MaxRunning map[string]int `json:"max_running,omitempty"`
+	// RetryLost names the tasks the daemon enqueues again when they are
+	// lost, instead of recording them failed.
+	RetryLost []string `json:"retry_lost,omitempty"`
 }
 
 // Daemon is one daemon of those sharing the database, as its last

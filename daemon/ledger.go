@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -48,6 +49,12 @@ type ledger struct {
 	owner func(ctx context.Context) (int64, error)
 	// retry is the attempts of the tasks defined with RetryLost.
 	retry map[string]int
+	// limits is MaxRunning by task name: the definitions' and the
+	// Config's.
+	limits map[string]int
+	// held: the last claim left ready tasks a limit held back; the
+	// foreman claims again when a task ends.
+	held atomic.Bool
 	// batch is the finished records a claim waits for before it removes
 	// them (ledgerFinishBatch on SQLite, 1 elsewhere).
 	batch int
@@ -73,6 +80,15 @@ func (d *Daemon) newLedger() *ledger {
 	}
 	for _, name := range d.cfg.Registry.Names() {
 		o := d.cfg.Registry.Options(name)
+		if n, ok := d.cfg.MaxRunning[name]; ok {
+			o.MaxRunning = n
+		}
+		if o.MaxRunning > 0 {
+			if l.limits == nil {
+				l.limits = map[string]int{}
+			}
+			l.limits[name] = o.MaxRunning
+		}
 		o.RetryLost = o.RetryLost || slices.Contains(d.cfg.RetryLost, name)
 		if n := o.LostAttempts(); n > 0 {
 			l.retry[name] = n
@@ -94,18 +110,28 @@ func (l *ledger) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	}
 	var fin []int64
 	l.mu.Lock()
-	if len(l.finished) >= l.batch {
+	// While a limit holds tasks back, every claim removes the finished
+	// records first: they may be what frees the limit.
+	if len(l.finished) >= l.batch || (len(l.finished) > 0 && l.held.Load()) {
 		fin, l.finished = l.finished, nil
 	}
 	l.mu.Unlock()
-	ts, err := l.b.ClaimFor(ctx, storage.ClaimRequest{Owner: owner, N: n, Finished: fin})
+	c, err := l.b.ClaimFor(ctx, storage.ClaimRequest{Owner: owner, N: n, Finished: fin, MaxRunning: l.limits})
 	if err != nil {
 		l.putBack(fin)
 		return nil, err
 	}
 	l.removed(len(fin))
-	return ts, nil
+	l.held.Store(c.Held)
+	return c.Tasks, nil
 }
+
+// Held reports whether the last claim left ready tasks that a limit
+// held back (see foreman.Ledger).
+func (l *ledger) Held() bool { return l.held.Load() }
+
+// Limits is MaxRunning by task name, as the claims apply it.
+func (l *ledger) Limits() map[string]int { return l.limits }
 
 // Promote is the queue's.
 func (l *ledger) Promote(ctx context.Context, now time.Time) (time.Time, error) {
@@ -255,3 +281,15 @@ func (l *ledger) recover(ctx context.Context, r storage.Recovery) {
 // so it claims nothing (its in-flight records need an owner the other
 // daemons can check the heartbeats of).
 var errNotRegistered = errors.New("not registered in the table of daemons yet; claiming after the next try")
+
+// Limits returns the limits the daemon claims within: the most tasks of
+// a name that run at once (the definitions' MaxRunning and
+// Config.MaxRunning), and the tasks enqueued again when lost (RetryLost),
+// sorted.
+func (d *Daemon) Limits() (maxRunning map[string]int, retryLost []string) {
+	for name := range d.led.retry {
+		retryLost = append(retryLost, name)
+	}
+	slices.Sort(retryLost)
+	return maps.Clone(d.led.limits), retryLost
+}

@@ -44,8 +44,13 @@ type spaceReclaimer interface {
 // hard stop is settled too, and one abandoned then never is: the ledger
 // keeps their records, for the daemon to record them lost. Settled is
 // called from the task's goroutine and must not block.
+//
+// Held reports whether the last claim left ready tasks queued because of
+// a limit (a task name's MaxRunning, a serial key): the foreman then
+// claims again whenever a task ends, without waiting for a wakeup.
 type Ledger interface {
 	Settled(t *snappea.Task, o Outcome)
+	Held() bool
 }
 
 // Waker tells the foreman that tasks may have been queued; *wakeup.Watcher
@@ -753,6 +758,9 @@ loop:
 		case o := <-f.results:
 			f.counts[o].Add(1)
 			setBusy(busy - 1 - f.collect())
+			if f.ledger != nil && f.ledger.Held() {
+				mayHaveWork = true
+			}
 		case <-servicesDone:
 			servicesDone = nil
 		case <-ctxDone:

@@ -33,6 +33,8 @@ func (l *ledgerSource) Settled(t *snappea.Task, o Outcome) {
 	l.writes[t.ID] = w
 }
 
+func (l *ledgerSource) Held() bool { return false }
+
 // A Source that is a Ledger is told of every claimed task once it is
 // settled, after its retry or failed record was written, and of a task
 // interrupted by the hard stop as Interrupted.

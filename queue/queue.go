@@ -331,7 +331,7 @@ func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Ti
 		return storage.Row{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
 	r := storage.Row{Task: task, Args: b, CreatedAt: now, Priority: opts.Priority, Attempt: 1,
-		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key}
+		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key, SerialKey: opts.SerialKey}
 	if !q.cfg.Inline {
 		r.RunAt = dueAt(opts, now)
 	}

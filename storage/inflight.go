@@ -1,6 +1,10 @@
 package storage
 
-import "time"
+import (
+	"time"
+
+	"github.com/snappea/snappea"
+)
 
 // ClaimRequest is a daemon's claim: see Backend.ClaimFor.
 type ClaimRequest struct {
@@ -14,6 +18,20 @@ type ClaimRequest struct {
 	// in-flight records are removed first, in the same statement where the
 	// backend can (PostgreSQL), else in its own (SQLite), before the claim.
 	Finished []int64
+	// MaxRunning limits the tasks of a name in flight at once, by all
+	// owners: a claim takes a task of a limited name only while fewer than
+	// its limit are in flight. Whatever the limits, a task with a serial
+	// key is taken only while no task with the key is in flight and no
+	// older one with it is queued.
+	MaxRunning map[string]int
+}
+
+// Claimed is what ClaimFor took.
+type Claimed struct {
+	Tasks []snappea.Task // in claim order
+	// Held: ready tasks were left queued because of a limit (MaxRunning, a
+	// serial key); claim again once a task in flight has ended.
+	Held bool
 }
 
 // InFlight is the record of a claimed task while it runs: what is needed

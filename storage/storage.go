@@ -24,6 +24,7 @@ type Row struct {
 	MaxAttempts int           // 0 or 1: no retries
 	Timeout     time.Duration // 0: none
 	Key         string        // "": none; else unique among pending tasks
+	SerialKey   string        // "": none; else runs after, and never beside, the tasks queued before it with the same key
 }
 
 // Inserted is what became of one Row.
@@ -118,10 +119,11 @@ type Backend interface {
 	// The in-flight ledger: what a daemon is running, so that tasks its
 	// end interrupts are known (see InFlight).
 
-	// ClaimFor is Claim for a daemon: in the same statement as the
-	// delete, it records the tasks claimed in flight for r.Owner, after
-	// removing the records of r.Finished.
-	ClaimFor(ctx context.Context, r ClaimRequest) ([]snappea.Task, error)
+	// ClaimFor is Claim for a daemon, within the limits r gives and those
+	// of serial keys: in the same statement as the delete, it records the
+	// tasks claimed in flight for r.Owner, after removing the records of
+	// r.Finished. The limits hold across every daemon of the database.
+	ClaimFor(ctx context.Context, r ClaimRequest) (Claimed, error)
 	// Finish removes the in-flight records of tasks that ended.
 	Finish(ctx context.Context, ids []int64) error
 	// InFlight lists the in-flight records by id, without their arguments,

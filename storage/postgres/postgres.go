@@ -134,8 +134,13 @@ type Backend struct {
 	cancChan string // the NOTIFY channel of cancel requests
 	q        queries
 	lq       ledgerQueries
-	claimed  atomic.Int64 // tasks claimed since the last VACUUM
-	copies   atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
+	// The claim's state: the limited names of the last ClaimFor (for
+	// Finish's wakeups), and whether tasks with serial keys were queued
+	// at the last claim (then claims take the lock).
+	limited      atomic.Pointer[[]string]
+	serialQueued atomic.Bool
+	claimed      atomic.Int64 // tasks claimed since the last VACUUM
+	copies       atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
 }
 
 var _ storage.Backend = (*Backend)(nil)

@@ -69,8 +69,8 @@ func newQueries(schema string) queries {
 		// One row, the most common case: plain parameters instead of arrays,
 		// and no row back for a duplicate (Insert looks up its holder). The
 		// notification is sent only if the row is written.
-		insertOne: s(`INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		insertOne: s(`INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key, serial_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11)
 			ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
 			RETURNING id, pg_notify($10, '') IS NULL`),
 		keyHolders: s(`SELECT key, id FROM @.tasks WHERE key = ANY($1::text[])`),

@@ -78,6 +78,24 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 	switch {
 	case n == 1:
 		out, err = b.insertOne(ctx, tx, &rows[0])
+	case slices.ContainsFunc(rows, func(r storage.Row) bool { return r.SerialKey != "" }):
+		// Rows with serial keys, rare in a batch, one statement each (the
+		// batch statements have no serial key column).
+		each := func(tx *sql.Tx) error {
+			for i := range rows {
+				o, err := b.insertOne(ctx, tx, &rows[i])
+				if err != nil {
+					return err
+				}
+				out = append(out, o...)
+			}
+			return nil
+		}
+		if tx != nil {
+			err = each(tx)
+		} else {
+			err = b.WriteTx(ctx, each)
+		}
 	case tx == nil && n >= copyMin:
 		// Several statements need a transaction to be all or none, and COPY
 		// needs one.
@@ -484,10 +502,14 @@ func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]
 	if r.Key != "" {
 		key = &r.Key
 	}
+	var serial *string
+	if r.SerialKey != "" {
+		serial = &r.SerialKey
+	}
 	var res storage.Inserted
 	var woke bool
 	err := b.on(tx).QueryRowContext(ctx, b.q.insertOne, r.Task, string(r.Args), unixNano(r.CreatedAt), r.Priority,
-		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan).
+		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan, serial).
 		Scan(&res.ID, &woke)
 	if errors.Is(err, sql.ErrNoRows) {
 		return []storage.Inserted{{Duplicate: true}}, nil

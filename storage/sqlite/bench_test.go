@@ -35,10 +35,11 @@ func benchClaim(b *testing.B, ledger bool) {
 		r.Owner, r.N = 1, 16
 		var n int
 		if ledger {
-			ts, err := be.ClaimFor(ctx, r)
+			c, err := be.ClaimFor(ctx, r)
 			if err != nil {
 				b.Fatal(err)
 			}
+			ts := c.Tasks
 			for _, t := range ts {
 				finished = append(finished, t.ID)
 			}

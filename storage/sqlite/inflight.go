@@ -14,14 +14,9 @@ import (
 
 // The ledger's statements (see migration 0007).
 const (
-	// The claim's range of the claim index, as claimSQL's, copied into
-	// the ledger; the table's trigger deletes each row from the queue.
-	// One autocommit statement, as Claim's is.
-	claimLedgerSQL = `INSERT INTO snappea_inflight
-		(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
-		SELECT id, ?, ?, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key
-		FROM snappea_tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT ?
-		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`
+	// Whether a claim that took fewer than it asked for left ready tasks
+	// (held back by a limit).
+	anyReadySQL = `SELECT EXISTS (SELECT 1 FROM snappea_tasks WHERE run_at = 0)`
 	// ids: a JSON array.
 	finishSQL = `DELETE FROM snappea_inflight WHERE id IN (SELECT value FROM json_each(?))`
 	// The columns as their types, whatever a row that was not STRICT
@@ -36,14 +31,15 @@ const (
 
 // ledgerStmts are the ledger's prepared statements.
 type ledgerStmts struct {
-	claim, finish *sql.Stmt
+	finish, ready *sql.Stmt
+	claims        claimStmts
 }
 
 func (l *ledgerStmts) prepare(ctx context.Context, db *sql.DB) error {
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
-	}{{&l.claim, claimLedgerSQL}, {&l.finish, finishSQL}} {
+	}{{&l.finish, finishSQL}, {&l.ready, anyReadySQL}} {
 		stmt, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
 			return fmt.Errorf("prepare the ledger's statements: %w", dbError(err))
@@ -67,38 +63,54 @@ func idList(ids []int64) string {
 }
 
 // ClaimFor is Claim for daemon r.Owner: it deletes the ledger's records
-// of r.Finished, then claims up to r.N tasks as Claim does, each recorded
-// in the ledger in the claim's own statement. Both are autocommit
-// statements, in one turn of the write lock: a claim costs no
-// transaction more than Claim's, and the records of finished tasks are
+// of r.Finished, then claims up to r.N tasks as Claim does, within the
+// limits, each recorded in the ledger in the claim's own statement. Both
+// are autocommit statements, in one turn of the write lock: a claim costs
+// no transaction more than Claim's, and the records of finished tasks are
 // best passed in batches.
-func (b *Backend) ClaimFor(ctx context.Context, r storage.ClaimRequest) ([]snappea.Task, error) {
+func (b *Backend) ClaimFor(ctx context.Context, r storage.ClaimRequest) (storage.Claimed, error) {
 	if r.N <= 0 && len(r.Finished) == 0 {
-		return nil, nil
+		return storage.Claimed{}, nil
+	}
+	stmt, names, err := b.ledger.claims.get(ctx, b.db, r.MaxRunning)
+	if err != nil {
+		return storage.Claimed{}, fmt.Errorf("claim tasks: %w", err)
 	}
 	if err := b.writeMu.Lock(ctx); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", err)
+		return storage.Claimed{}, fmt.Errorf("claim tasks: %w", err)
 	}
 	defer b.writeMu.Unlock()
 	if len(r.Finished) > 0 {
 		if _, err := b.ledger.finish.ExecContext(ctx, idList(r.Finished)); err != nil {
-			return nil, fmt.Errorf("remove finished tasks from the ledger: %w", dbError(err))
+			return storage.Claimed{}, fmt.Errorf("remove finished tasks from the ledger: %w", dbError(err))
 		}
 	}
 	if r.N <= 0 {
-		return nil, nil
+		return storage.Claimed{}, nil
+	}
+	args := make([]any, 0, 3+2*len(names))
+	args = append(args, r.Owner, time.Now().UnixNano(), r.N)
+	for _, n := range names {
+		args = append(args, n, r.MaxRunning[n])
 	}
 	// As Claim's: a failed commit surfaces in rows.Err, and the tasks read
 	// are dropped (the statement rolled back, and they stay queued).
-	rows, err := b.ledger.claim.QueryContext(ctx, r.Owner, time.Now().UnixNano(), r.N)
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+		return storage.Claimed{}, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
 	tasks, err := b.scanClaimed(rows, r.N)
 	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", err)
+		return storage.Claimed{}, fmt.Errorf("claim tasks: %w", err)
 	}
-	return tasks, nil
+	c := storage.Claimed{Tasks: tasks}
+	if len(tasks) < r.N {
+		if err := b.ledger.ready.QueryRowContext(ctx).Scan(&c.Held); err != nil {
+			// The claim committed: its tasks are the caller's all the same.
+			b.log.Warn("could not tell whether a limit holds tasks back; the daemon looks again at its next poll", "err", dbError(err))
+		}
+	}
+	return c, nil
 }
 
 // Finish deletes the ledger's records of tasks that ended.

@@ -25,8 +25,8 @@ const (
 	// makes the insert write nothing, under the write lock: two producers
 	// can never both write one key.
 	insertSQL = `INSERT INTO snappea_tasks
-		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key, serial_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	// A task without options, the common case: the columns' defaults are
 	// "no options", and binding three values instead of nine is measurably
 	// cheaper in EnqueueMany.
@@ -51,7 +51,8 @@ const (
 // plain reports whether r has no options: the insertNew statement, which
 // leaves every option column at its default, writes it.
 func plain(r *storage.Row) bool {
-	return r.Priority == 0 && r.RunAt.IsZero() && r.Attempt <= 1 && r.MaxAttempts == 0 && r.Timeout == 0 && r.Key == ""
+	return r.Priority == 0 && r.RunAt.IsZero() && r.Attempt <= 1 && r.MaxAttempts == 0 && r.Timeout == 0 && r.Key == "" &&
+		r.SerialKey == ""
 }
 
 // insertRow writes r with the statement that fits it.
@@ -64,12 +65,16 @@ func insertRow(ctx context.Context, st *stmts, r *storage.Row) (sql.Result, erro
 	if r.Key != "" {
 		key = r.Key
 	}
+	var serial any // NULL
+	if r.SerialKey != "" {
+		serial = r.SerialKey
+	}
 	var runAt int64 // 0: ready
 	if !r.RunAt.IsZero() {
 		runAt = unixNano(r.RunAt)
 	}
 	return st.get(ctx, &st.insert, st.b.insert).ExecContext(ctx, r.Task, args, r.CreatedAt.UnixNano(), r.Priority,
-		runAt, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key)
+		runAt, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, serial)
 }
 
 // stmts are the backend's statements for writing rows: as prepared, or,

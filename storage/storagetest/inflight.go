@@ -14,11 +14,11 @@ import (
 
 func mustClaimFor(t *testing.T, b storage.Backend, r storage.ClaimRequest) []snappea.Task {
 	t.Helper()
-	ts, err := b.ClaimFor(ctxOf(t), r)
+	c, err := b.ClaimFor(ctxOf(t), r)
 	if err != nil {
 		t.Fatalf("ClaimFor(%+v): %v", r, err)
 	}
-	return ts
+	return c.Tasks
 }
 
 func inFlightIDs(t *testing.T, b storage.Backend) []int64 {

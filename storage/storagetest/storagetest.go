@@ -52,6 +52,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"RecoverLost", testRecoverLost},
 		{"RecoverGone", testRecoverGone},
 		{"ConcurrentRecovery", testConcurrentRecovery},
+		{"MaxRunning", testMaxRunning},
+		{"SerialKeys", testSerialKeys},
+		{"LimitsConcurrent", testLimitsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
