@@ -125,9 +125,9 @@ func claimSQL(limited bool) string {
 				(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
 			SELECT id, $2, $4, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key FROM c
 		)
-		SELECT 0, id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, false, 0 FROM c
+		SELECT 0, id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key, false, 0 FROM c
 		UNION ALL
-		SELECT 1, 0, '', '', 0, 0, 0, 0, 0, NULL,
+		SELECT 1, 0, '', '', 0, 0, 0, 0, 0, NULL, NULL,
 			EXISTS (SELECT 1 FROM @.tasks WHERE serial_key IS NOT NULL),
 			(SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 LIMIT $1 + 1) AS ready)
 			+ (SELECT count(*) FROM wake)`
@@ -224,12 +224,12 @@ func (b *Backend) claimWith(ctx context.Context, q interface {
 			kind             int
 			t                snappea.Task
 			created, timeout int64
-			key              sql.NullString
+			key, serialKey   sql.NullString
 			s                bool
 			count            int64
 		)
 		if err := rs.Scan(&kind, &t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
-			&timeout, &key, &s, &count); err != nil {
+			&timeout, &key, &serialKey, &s, &count); err != nil {
 			// As Claim's: handed out as a bad row rather than lost.
 			tasks = append(tasks, snappea.Task{ID: t.ID, Err: fmt.Errorf("%w: the row could not be read", snappea.ErrBadRow)})
 			continue
@@ -238,7 +238,8 @@ func (b *Backend) claimWith(ctx context.Context, q interface {
 			serial, ready = s, count
 			continue
 		}
-		t.EnqueuedAt, t.Timeout, t.Key = time.Unix(0, created), time.Duration(timeout), key.String
+		t.EnqueuedAt, t.Timeout, t.Key, t.SerialKey = time.Unix(0, created), time.Duration(timeout), key.String,
+			serialKey.String
 		if len(t.Args) > b.cfg.MaxArgsSize {
 			t.Err = fmt.Errorf("%w: arguments are %d bytes, over the limit of %d (MaxArgsSize)",
 				snappea.ErrBadRow, len(t.Args), b.cfg.MaxArgsSize)

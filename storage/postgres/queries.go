@@ -83,7 +83,7 @@ func newQueries(schema string) queries {
 		// VACUUM removes only dead rows.
 		claim: s(`DELETE FROM @.tasks WHERE ctid = ANY(ARRAY(
 			SELECT ctid FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED))
-			RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`),
+			RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`),
 		promote: s(`WITH p AS (UPDATE @.tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= $1 RETURNING 1)
 			SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM @.tasks WHERE run_at > $1)`),
 		nextDue: s(`SELECT min(run_at) FROM @.tasks WHERE run_at > 0`),

@@ -202,16 +202,16 @@ func (b *Backend) scanClaimed(rs *sql.Rows, n int) ([]snappea.Task, error) {
 		var (
 			t                snappea.Task
 			created, timeout int64
-			key              sql.NullString
+			key, serial      sql.NullString
 		)
 		if err := rs.Scan(&t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
-			&timeout, &key); err != nil {
+			&timeout, &key, &serial); err != nil {
 			// The columns' types are the table's own, so this is not
 			// expected; the row is deleted, so it is handed out as a bad one
 			// rather than lost without a word.
 			t.Err = fmt.Errorf("%w: the row could not be read", snappea.ErrBadRow)
 		}
-		t.EnqueuedAt, t.Timeout, t.Key = time.Unix(0, created), time.Duration(timeout), key.String
+		t.EnqueuedAt, t.Timeout, t.Key, t.SerialKey = time.Unix(0, created), time.Duration(timeout), key.String, serial.String
 		if t.Err == nil && len(t.Args) > b.cfg.MaxArgsSize {
 			t.Err = fmt.Errorf("%w: arguments are %d bytes, over the limit of %d (MaxArgsSize)",
 				snappea.ErrBadRow, len(t.Args), b.cfg.MaxArgsSize)

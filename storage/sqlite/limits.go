@@ -56,7 +56,7 @@ func claimSQLFor(names []string) string {
 	}
 	b.WriteString(`)
 		ORDER BY priority DESC, id LIMIT ?3
-		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`)
+		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`)
 	return b.String()
 }
 

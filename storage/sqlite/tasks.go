@@ -36,7 +36,7 @@ const (
 	// subquery.
 	claimSQL = `DELETE FROM snappea_tasks WHERE id IN
 		(SELECT id FROM snappea_tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT ?)
-		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`
+		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`
 	nextDueSQL = `SELECT min(run_at) FROM snappea_tasks WHERE run_at > 0`
 	// Only integers: a run_at of another type is failed instead (see
 	// readNextDue).
@@ -265,9 +265,9 @@ func (b *Backend) scanClaimed(rows *sql.Rows, n int) ([]snappea.Task, error) {
 	// Every column is scanned into an any, which cannot fail whatever the
 	// row holds (a failed Scan would leave rows deleted and never handed
 	// out), and converted per row.
-	var cols [9]any
+	var cols [10]any
 	var args argsColumn
-	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]}
+	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8], &cols[9]}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			// Not expected with *any destinations; the row is deleted, so it
@@ -305,7 +305,7 @@ const claimPrealloc = 256
 // of the wrong type sets Err, naming the first such column and the type it
 // should have, never the value; the columns that do convert are kept, for
 // the failure record.
-func (b *Backend) taskFromRow(c *[9]any, args *argsColumn) snappea.Task {
+func (b *Backend) taskFromRow(c *[10]any, args *argsColumn) snappea.Task {
 	var t snappea.Task
 	var bad []string
 	integer := func(name string, v any, unit string) int64 {
@@ -338,6 +338,9 @@ func (b *Backend) taskFromRow(c *[9]any, args *argsColumn) snappea.Task {
 		t.Key = v
 	default:
 		bad = append(bad, badColumn("key", v, "TEXT or NULL"))
+	}
+	if v, ok := c[9].(string); ok {
+		t.SerialKey = v
 	}
 	switch {
 	case len(bad) > 0:

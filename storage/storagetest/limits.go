@@ -63,6 +63,9 @@ func testSerialKeys(t *testing.T, b storage.Backend) {
 	if want := []int64{in[0].ID, in[2].ID, in[3].ID}; !slices.Equal(ids(c.Tasks), want) || !c.Held {
 		t.Fatalf("first claim: %v, held %v; want %v (one per key), held", ids(c.Tasks), c.Held, want)
 	}
+	if c.Tasks[0].SerialKey != "p:1" || c.Tasks[1].SerialKey != "" {
+		t.Errorf("claimed tasks' serial keys: %q, %q; want p:1 and none", c.Tasks[0].SerialKey, c.Tasks[1].SerialKey)
+	}
 	if c := claimFor(t, b, storage.ClaimRequest{Owner: 2, N: 10}); len(c.Tasks) != 0 || !c.Held {
 		t.Errorf("claim while p:1 runs: %v, held %v; want none, held", ids(c.Tasks), c.Held)
 	}
