@@ -87,6 +87,8 @@ const serialFreeSQL = `(t.serial_key IS NULL OR (
 // the claim with limits). Its rows
 // are the tasks (kind 0), then one row (kind 1) that says whether tasks
 // with serial keys are queued and how many tasks were ready, up to $1+1.
+// The ORDER BYs of those look-ups keep them ranges of an index (a bitmap
+// scan of the whole backlog otherwise, before the statistics are in).
 //
 // Without limits (the fast claim) it takes no task with a serial key, and
 // needs no lock: the claim index in order, as Claim's. With them, it
@@ -96,8 +98,15 @@ const serialFreeSQL = `(t.serial_key IS NULL OR (
 // advisory lock, taken in an earlier statement of the transaction, so
 // that this statement's snapshot sees every claim committed before.
 func claimSQL(limited bool) string {
-	pick := `SELECT ctid FROM @.tasks WHERE run_at = 0 AND serial_key IS NULL
-		ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED`
+	// The fast claim picks as Claim does, then leaves the rows with serial
+	// keys it met (locked until the statement ends): a filter on
+	// serial_key in the pick would cost the planner its use of the claim
+	// index's order, with no statistics yet.
+	pick := `SELECT ctid FROM pick WHERE serial_key IS NULL`
+	pickCTE := `pick AS MATERIALIZED (
+			SELECT ctid, serial_key FROM @.tasks WHERE run_at = 0
+			ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
+		), `
 	if limited {
 		pick = `SELECT ctid FROM (
 			SELECT * FROM (SELECT ctid, id, priority FROM @.tasks t
@@ -111,8 +120,9 @@ func claimSQL(limited bool) string {
 				LIMIT greatest(l.lim - (SELECT count(*) FROM @.inflight f WHERE f.task = l.name), 0)
 				FOR UPDATE SKIP LOCKED) AS x
 		) AS p ORDER BY priority DESC, id LIMIT $1`
+		pickCTE = ""
 	}
-	return `WITH f AS (
+	return `WITH ` + pickCTE + `f AS (
 			DELETE FROM @.inflight WHERE id = ANY($3::bigint[]) RETURNING task, serial_key
 		), wake AS (
 			SELECT pg_notify($6, '') FROM
@@ -128,8 +138,8 @@ func claimSQL(limited bool) string {
 		SELECT 0, id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key, false, 0 FROM c
 		UNION ALL
 		SELECT 1, 0, '', '', 0, 0, 0, 0, 0, NULL, NULL,
-			EXISTS (SELECT 1 FROM @.tasks WHERE serial_key IS NOT NULL),
-			(SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 LIMIT $1 + 1) AS ready)
+			(SELECT serial_key FROM @.tasks WHERE serial_key IS NOT NULL ORDER BY serial_key LIMIT 1) IS NOT NULL,
+			(SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 + 1) AS ready)
 			+ (SELECT count(*) FROM wake)`
 }
 

@@ -30,6 +30,16 @@ const claimColumns = `id, task, args, created_at, priority, attempt, max_attempt
 // is a range of its own, limited to the tasks it may still start. Rows a
 // limit holds back are skipped, never waited on.
 func claimSQLFor(names []string) string {
+	if len(names) == 0 {
+		// The common case, one range of the claim index as Claim's is:
+		// no compound select, whose results SQLite would sort again.
+		return `INSERT INTO snappea_inflight
+		(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
+		SELECT id, ?1, ?2, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key
+		FROM snappea_tasks t WHERE run_at = 0 AND ` + serialFreeSQL + `
+		ORDER BY priority DESC, id LIMIT ?3
+		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`
+	}
 	var b strings.Builder
 	b.WriteString(`INSERT INTO snappea_inflight
 		(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
