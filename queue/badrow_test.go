@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/snappea/snappea/storage"
 	"runtime"
 	"slices"
 	"strings"
@@ -82,6 +83,12 @@ var badRows = []struct {
 // saying which column was wrong and not its value, and Stats answers all
 // along.
 func TestQueue_BadRows(t *testing.T) {
+	t.Run("Claim", func(t *testing.T) { testBadRows(t, false) })
+	// A daemon's claims copy the rows into the ledger first.
+	t.Run("ClaimFor", func(t *testing.T) { testBadRows(t, true) })
+}
+
+func testBadRows(t *testing.T, ledger bool) {
 	ctx := context.Background()
 	q := mustOpen(t, Config{MaxArgsSize: 64})
 	looseTable(t, q)
@@ -131,7 +138,15 @@ func TestQueue_BadRows(t *testing.T) {
 		t.Errorf("next due in %v, want the delayed good task's hour", d)
 	}
 	for {
-		ts, err := q.Claim(ctx, 3)
+		var ts []Task
+		var err error
+		if ledger {
+			var c storage.Claimed
+			c, err = q.Backend().ClaimFor(ctx, storage.ClaimRequest{Owner: 1, N: 3})
+			ts = c.Tasks
+		} else {
+			ts, err = q.Claim(ctx, 3)
+		}
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}
