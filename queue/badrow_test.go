@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/snappea/snappea/storage"
 	"runtime"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snappea/snappea/registry"
+	"github.com/snappea/snappea/storage"
 )
 
 // looseTable replaces q's STRICT task table with the one schema version 4
