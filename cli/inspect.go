@@ -58,6 +58,9 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	}
 	out.Schedules = append(out.Schedules, sched...)
 	out.MaxRunning, out.RetryLost = d.dm.Limits()
+	if out.Lost, err = d.q.Backend().CountLost(ctx); err != nil {
+		return nil, err
+	}
 	out.Database = d.f.data.where()
 	if d.f.data.postgres() {
 		// The cluster, so that 'snappea status' on the data directory

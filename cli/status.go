@@ -56,9 +56,12 @@ func (c *cmdEnv) statusCommand() command {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				code = ExitError
 			}
-			if err := addLost(ctx, &data, st); err != nil {
-				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
-				code = ExitError
+			// The lost tasks: a daemon that answered counted them itself.
+			if !st.Running {
+				if err := addLost(ctx, &data, st); err != nil {
+					fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
+					code = ExitError
+				}
 			}
 			// A daemon that holds the lock and does not answer in time is
 			// a problem even though the queue could be shown.

@@ -518,7 +518,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	err = d.fm.Run(runCtx)
 	// The tasks still running at the graceful deadline recorded lost,
 	// while the daemon is still listed live (its records are its own).
-	d.led.stop()
+	stopBy := time.Now().Add(finalFlushMin)
+	if ns := d.stopBy.Load(); ns != 0 {
+		stopBy = later(stopBy, time.Unix(0, ns))
+	}
+	d.led.stop(stopBy)
 	if members != nil {
 		members.stop()
 	}

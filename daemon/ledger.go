@@ -64,6 +64,10 @@ type ledger struct {
 	timer    *time.Timer // armed while finished waits; nil after stop
 	stopped  bool
 
+	// outstanding counts the tasks claimed and not settled (or settled
+	// Interrupted): the records a stop must record lost.
+	outstanding atomic.Int64
+
 	lost    atomic.Int64 // lost tasks this daemon recorded failed
 	retried atomic.Int64 // lost tasks this daemon enqueued again
 }
@@ -123,6 +127,7 @@ func (l *ledger) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	}
 	l.removed(len(fin))
 	l.held.Store(c.Held)
+	l.outstanding.Add(int64(len(c.Tasks)))
 	return c.Tasks, nil
 }
 
@@ -149,6 +154,7 @@ func (l *ledger) Settled(t *snappea.Task, o foreman.Outcome) {
 	if o == foreman.Interrupted {
 		return
 	}
+	l.outstanding.Add(-1)
 	l.putBack([]int64{t.ID})
 }
 
@@ -205,19 +211,31 @@ func (l *ledger) removed(n int) {
 // returned: the finished tasks' records removed, and those left (tasks
 // still running at the graceful deadline, or abandoned then) recorded
 // lost.
-func (l *ledger) stop() {
+//
+// Both writes end by deadline (the stop's, at least finalFlushMin from
+// now), so that a database another process keeps locked cannot hold up
+// the stop; what they could not write the next daemon records (as died).
+// With no task left in flight and none to remove, nothing is written.
+func (l *ledger) stop(deadline time.Time) {
 	l.mu.Lock()
 	l.stopped = true
 	if l.timer != nil {
 		l.timer.Stop()
 		l.timer = nil
 	}
+	idle := len(l.finished) == 0
 	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), ledgerCallTimeout)
+	if idle && l.outstanding.Load() == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := l.flush(ctx); err != nil {
 		l.d.log.Error("could not remove finished tasks from the ledger at stop; the next daemon will record them lost",
 			"err", err)
+		return
+	}
+	if l.outstanding.Load() == 0 {
 		return
 	}
 	owner, err := l.owner(ctx)
