@@ -29,7 +29,7 @@ const ledgerFlushDelay = 10 * time.Millisecond
 // waits for before it removes them, in a statement of their own: one per
 // task would cost the claim a second statement every time. On PostgreSQL
 // the claim's own statement removes them, at no cost, so every claim does.
-const ledgerFinishBatch = 64
+const ledgerFinishBatch = 256
 
 // ledgerCallTimeout bounds a removal of finished records and a recovery.
 const ledgerCallTimeout = 10 * time.Second

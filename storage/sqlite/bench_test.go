@@ -75,4 +75,4 @@ func mustOpenBench(b *testing.B) *Backend {
 }
 
 // ledgerBatch is package daemon's ledgerFinishBatch.
-const ledgerBatch = 64
+const ledgerBatch = 256
