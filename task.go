@@ -14,6 +14,7 @@ type Task struct {
 	MaxAttempts int           // total attempts allowed; 0 or 1: no retries
 	Timeout     time.Duration // the handler's deadline; 0: none
 	Key         string        // the unique key it was enqueued with, if any; free again once claimed
+	SerialKey   string        // its serial key, if any: a retry keeps it
 	// Err, if set, says why the claimed row cannot be run (it matches
 	// ErrBadRow): fail the task, do not run it. The fields that could be
 	// read are set, for the failure record.

@@ -208,6 +208,8 @@ func (d *daemon) run(ctx context.Context) int {
 		Reloads:     d.generation,
 		Processes:   d.processes(),
 		IsolateAll:  f.procs.isolation == isolationProcess,
+		MaxRunning:  f.maxRunning,
+		RetryLost:   f.retryLost,
 		Logger:      log,
 	})
 	if err != nil {

@@ -164,6 +164,7 @@ type optionFlags struct {
 	key         string
 	replace     bool
 	debounce    time.Duration
+	serialKey   string
 
 	delayValue nonNegativeDuration
 	atValue    timeFlag
@@ -181,6 +182,7 @@ func (o *optionFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.replace, "replace", false, "with --key: give a pending task holding the key these arguments and options instead, keeping its id (and its due time, unless --debounce)")
 	fs.Var((*nonNegativeDuration)(&o.debounce), "debounce", "with --replace: make the task due this long (a `duration`) after the newest enqueue, pushing a pending one back")
 	fs.Lookup("debounce").DefValue = "" // no default to show
+	fs.StringVar(&o.serialKey, "serial-key", "", "a serial key: tasks sharing it run one at a time, in the order queued, across every daemon (default: the task's)")
 }
 
 // when settles --at and --delay, which both say when the task may run:
@@ -205,7 +207,8 @@ func (o *optionFlags) when(fs *flag.FlagSet) error {
 
 func (o *optionFlags) options() registry.Options {
 	opts := registry.Options{Priority: o.priority, Delay: time.Duration(o.delayValue), RunAt: o.atValue.t,
-		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key, Debounce: o.debounce}
+		Timeout: o.timeout, MaxAttempts: o.maxAttempts, Key: o.key, SerialKey: o.serialKey,
+		Debounce: o.debounce}
 	if o.replace {
 		opts.OnDuplicate = registry.Replace
 	}

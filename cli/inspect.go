@@ -68,6 +68,10 @@ func (d *daemon) status(ctx context.Context, counts bool) (*control.Status, erro
 	}
 	out.Schedules = append(out.Schedules, sched...)
 	procStatus(d.dm, out)
+	out.MaxRunning, out.RetryLost = d.dm.Limits()
+	if out.Lost, err = d.q.Backend().CountLost(ctx); err != nil {
+		return nil, err
+	}
 	out.Database = d.f.data.where()
 	if d.f.data.postgres() {
 		// The cluster, so that 'snappea status' on the data directory

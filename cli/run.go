@@ -29,6 +29,8 @@ type runFlags struct {
 	cpuProfile      string
 	check           bool
 	procs           procFlags
+	maxRunning      taskLimits
+	retryLost       taskNames
 }
 
 func (c *cmdEnv) runCommand() command {
@@ -60,6 +62,8 @@ func (c *cmdEnv) runCommand() command {
 				fs.StringVar(&f.schedules, "schedules", "", withEnv("schedules", "JSON file of periodic tasks to enqueue (see 'snappea help schedules')"))
 				f.procs.register(fs)
 				fs.StringVar(&f.cpuProfile, "cpuprofile", "", withEnv("cpuprofile", "write a CPU profile of the whole run to this file (for go tool pprof)"))
+				fs.Var(&f.maxRunning, "max-running", "TASK=N: run at most N tasks of that name at once, across every daemon of the database (repeatable; over the task definition's MaxRunning)")
+				fs.Var(&f.retryLost, "retry-lost", "TASK: enqueue that task again, its attempt counted, when its daemon dies or stops at its graceful deadline while it runs, instead of recording it lost (repeatable; for idempotent tasks, as the definition's RetryLost)")
 				fs.BoolVar(&f.check, "check", false, "check the configuration and open the database, then exit without running (a reload runs this first)")
 			}
 			return fs

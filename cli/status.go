@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -52,6 +55,13 @@ func (c *cmdEnv) statusCommand() command {
 			if err := c.addDaemons(ctx, &data, st); err != nil {
 				fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
 				code = ExitError
+			}
+			// The lost tasks: a daemon that answered counted them itself.
+			if !st.Running {
+				if err := addLost(ctx, &data, st); err != nil {
+					fmt.Fprintf(c.Stderr, "snappea status: %v\n", err)
+					code = ExitError
+				}
 			}
 			// A daemon that holds the lock and does not answer in time is
 			// a problem even though the queue could be shown.
@@ -161,6 +171,19 @@ func (c *cmdEnv) addDaemons(ctx context.Context, data *dataFlags, st *control.St
 	return nil
 }
 
+// addLost fills in st.Lost from the database's failed record.
+func addLost(ctx context.Context, data *dataFlags, st *control.Status) error {
+	q, err := data.openReading(ctx)
+	if err != nil {
+		return fmt.Errorf("counting the lost tasks: %w", err)
+	}
+	defer q.Close()
+	if st.Lost, err = q.Backend().CountLost(ctx); err != nil {
+		return fmt.Errorf("counting the lost tasks: %w", err)
+	}
+	return nil
+}
+
 // controlDaemons converts the table of daemons for status.
 func controlDaemons(ds []storage.Daemon) []control.Daemon {
 	out := make([]control.Daemon, 0, len(ds))
@@ -201,6 +224,20 @@ func writeStatus(w io.Writer, st *control.Status, dbPath, unknown string) {
 		k := st.Counters
 		fmt.Fprintf(tw, "finished\t%d done, %d failed, %d panicked, %d discarded, %d interrupted, %d cancelled; %d retried, %d overdue\n",
 			k.Done, k.Failed, k.Panicked, k.Discarded, k.Interrupted, k.Cancelled, k.Retried, k.Overdue)
+	}
+	if len(st.MaxRunning) > 0 {
+		names := slices.Sorted(maps.Keys(st.MaxRunning))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s at most %d", n, st.MaxRunning[n])
+		}
+		fmt.Fprintf(tw, "running\t%s at once, across every daemon\n", strings.Join(parts, ", "))
+	}
+	if len(st.RetryLost) > 0 {
+		fmt.Fprintf(tw, "retry lost\t%s\n", strings.Join(st.RetryLost, ", "))
+	}
+	if st.Lost > 0 {
+		fmt.Fprintf(tw, "lost\t%d tasks whose daemon ended while they ran (snappea failed list)\n", st.Lost)
 	}
 	fmt.Fprintf(tw, "database\t%s (schema %d)\n", dbPath, st.SchemaVersion)
 	if len(st.Active) > 0 {

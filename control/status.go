@@ -37,6 +37,17 @@ type Status struct {
 	// SQLite file, or "PostgreSQL URL schema NAME". "" when no daemon
 	// answered.
 	Database string `json:"database,omitempty"`
+	// Lost counts the failed records of lost tasks: claimed tasks whose
+	// daemon died, or stopped at its graceful deadline, while they ran
+	// (their error begins "lost: "). 'snappea status' fills it in from
+	// the database.
+	Lost int64 `json:"lost,omitempty"`
+	// MaxRunning is the daemon's limits: the most tasks of a name that
+	// run at once, across every daemon of the database.
+	MaxRunning map[string]int `json:"max_running,omitempty"`
+	// RetryLost names the tasks the daemon enqueues again when they are
+	// lost, instead of recording them failed.
+	RetryLost []string `json:"retry_lost,omitempty"`
 	// Procs are the child processes that run isolated tasks ('snappea run
 	// --isolation', registry.Options.Isolated), by pid; encoded as []
 	// when there are none, never null.

@@ -30,8 +30,9 @@ type cluster struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu sync.Mutex
-	id int64 // 0 until registered
+	regMu sync.Mutex // one registration at a time: a second would give the daemon two ids
+	mu    sync.Mutex
+	id    int64 // 0 until registered
 }
 
 // startCluster registers the daemon and starts its heartbeats and the
@@ -60,6 +61,14 @@ func (c *cluster) row() storage.Daemon {
 // register adds the daemon's row; a failure is logged, and the next
 // heartbeat tries again.
 func (c *cluster) register(ctx context.Context) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	c.mu.Lock()
+	done := c.id != 0
+	c.mu.Unlock()
+	if done {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
 	defer cancel()
 	r := c.row()
@@ -94,6 +103,24 @@ func (c *cluster) run(ctx context.Context, cancels <-chan int64) {
 	}
 }
 
+// ownerID is the daemon's id in the table of daemons, the owner of its
+// in-flight records; it registers first if it has not yet.
+func (c *cluster) ownerID(ctx context.Context) (int64, error) {
+	c.mu.Lock()
+	id := c.id
+	c.mu.Unlock()
+	if id == 0 {
+		c.register(ctx)
+		c.mu.Lock()
+		id = c.id
+		c.mu.Unlock()
+	}
+	if id == 0 {
+		return 0, errNotRegistered
+	}
+	return id, nil
+}
+
 func (c *cluster) heartbeat(ctx context.Context) {
 	c.mu.Lock()
 	registered := c.id != 0
@@ -106,7 +133,10 @@ func (c *cluster) heartbeat(ctx context.Context) {
 	defer cancel()
 	if err := c.b.Heartbeat(hctx, c.row()); err != nil && ctx.Err() == nil {
 		c.d.log.Warn("heartbeat failed; will retry", "err", err)
+		return
 	}
+	// The tasks of daemons whose heartbeats stopped meanwhile.
+	c.d.led.recoverDead(ctx)
 }
 
 // stop ends the heartbeats and removes the daemon's row.

@@ -181,6 +181,16 @@ type Config struct {
 	// and to refuse a reload.
 	DataDirGone func(err error)
 
+	// MaxRunning limits the tasks of a name that run at once, across every
+	// daemon of the database, over the task definitions' MaxRunning
+	// (registry.Options); 0 removes a definition's limit [--max-running
+	// TASK=N].
+	MaxRunning map[string]int
+	// RetryLost names tasks treated as defined with registry.Options.
+	// RetryLost: lost, they are enqueued again instead of recorded failed
+	// [--retry-lost TASK].
+	RetryLost []string
+
 	// StartPaused starts the daemon paused: it claims nothing until
 	// Foreman().Resume. A reload uses it to keep an operator's pause.
 	StartPaused bool
@@ -225,6 +235,19 @@ func (c *Config) setDefaults() error {
 	c.StatsRetention = orDefault(c.StatsRetention, DefaultStatsRetention)
 	c.FailedRetention = orDefault(c.FailedRetention, DefaultFailedRetention)
 	c.FailedMax = orDefault(c.FailedMax, DefaultFailedMax)
+	for name, n := range c.MaxRunning {
+		if !c.Registry.Has(name) {
+			return bad("MaxRunning names task %q, which is not registered ('snappea tasks' lists them)", name)
+		}
+		if n < 0 {
+			return bad("MaxRunning of %s is %d: want 1 or more (0: no limit)", name, n)
+		}
+	}
+	for _, name := range c.RetryLost {
+		if !c.Registry.Has(name) {
+			return bad("RetryLost names task %q, which is not registered ('snappea tasks' lists them)", name)
+		}
+	}
 	for i, f := range c.WatchFiles {
 		if f.What == "" || f.Path == "" {
 			return bad("WatchFiles[%d] needs a What and a Path", i)
@@ -265,6 +288,7 @@ type Daemon struct {
 	lite bool            // the queue is on SQLite: one daemon, local files
 	fm   *foreman.Foreman
 	pool *prefork.Pool // nil without Config.Processes
+	led  *ledger // the foreman's Source: claims recorded in flight
 
 	rec       *stats.Recorder     // nil without statistics
 	sched     *schedule.Scheduler // nil without schedules
@@ -339,8 +363,9 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		procs = poolRunner{d.pool}
 	}
+	d.led = d.newLedger()
 	d.fm, err = foreman.New(foreman.Config{
-		Source: d.q, Waker: waker, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
+		Source: d.led, Waker: waker, Runner: cfg.Registry, Reporter: cfg.Reporter, Store: d.q,
 		Observers: observers, Services: services,
 		Processes: procs, IsolateAll: cfg.IsolateAll,
 		Workers: cfg.Workers, Batch: cfg.Batch,
@@ -440,7 +465,7 @@ func (d *Daemon) pruneFailed(ctx context.Context) error {
 func (d *Daemon) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
 	s := d.fm.Snapshot()
 	m := metrics.Snapshot{WorkersBusy: s.Busy, WorkersTotal: s.Workers, Paused: s.State == foreman.Paused,
-		Reloads: d.cfg.Reloads}
+		Reloads: d.cfg.Reloads, Lost: d.led.lost.Load(), LostRetried: d.led.retried.Load()}
 	if d.pool != nil {
 		ps := d.pool.Snapshot()
 		p := &metrics.Procs{ByState: map[string]int{}, Starts: ps.Starts, Deaths: ps.Deaths, Kills: ps.Kills,
@@ -534,9 +559,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var members *cluster
 	if !d.lite {
 		members = d.startCluster(d.bw.Cancels())
+		d.led.owner = members.ownerID
 	}
 	poolDone := d.startPool()
+	d.led.recoverDead(runCtx)
 	err = d.fm.Run(runCtx)
+	// The tasks still running at the graceful deadline recorded lost,
+	// while the daemon is still listed live (its records are its own).
+	stopBy := time.Now().Add(finalFlushMin)
+	if ns := d.stopBy.Load(); ns != 0 {
+		stopBy = later(stopBy, time.Unix(0, ns))
+	}
+	d.led.stop(stopBy)
 	d.stopPool(poolDone)
 	if members != nil {
 		members.stop()

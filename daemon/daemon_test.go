@@ -270,6 +270,9 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"watch file without a path", Config{Queue: q, Registry: reg, NoLock: true, WatchFiles: []WatchFile{{What: "x"}}}, "WatchFiles[0]"},
 		{"isolate all without processes", Config{Queue: q, Registry: reg, NoLock: true, IsolateAll: true}, "IsolateAll"},
 		{"processes without a command", Config{Queue: q, Registry: reg, NoLock: true, Processes: &prefork.Config{}}, "Command is required"},
+		{"limit of an unknown task", Config{Queue: q, Registry: reg, NoLock: true, MaxRunning: map[string]int{"nosuch": 2}}, "nosuch"},
+		{"negative limit", Config{Queue: q, Registry: reg, NoLock: true, MaxRunning: map[string]int{"snappea.noop": -1}}, "snappea.noop"},
+		{"retry lost of an unknown task", Config{Queue: q, Registry: reg, NoLock: true, RetryLost: []string{"nosuch"}}, "nosuch"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.Logger = quiet()

@@ -16,6 +16,14 @@
 //     SQLite; on another backend (PostgreSQL) the backend's Waker instead
 //     (LISTEN), which also brings the cancel requests of other processes
 //     ('snappea cancel' on any host) to the running task;
+//   - the ledger of tasks in flight: every claim records its tasks in
+//     flight for this daemon in the claim's own statement, within the
+//     limits (the definitions' MaxRunning and [Config.MaxRunning], serial
+//     keys); at start the tasks a dead daemon left in flight are recorded
+//     lost (failed records, "lost: the daemon died while it ran", reported
+//     once each), or enqueued again for tasks with RetryLost
+//     ([Config.RetryLost]), and at the stop so are the tasks still running
+//     at the graceful deadline;
 //   - the foreman (package foreman) claiming from the queue, with the queue
 //     as its Store: a task that fails with attempts left is retried after a
 //     backoff, one that fails for good is kept in the failed record
@@ -66,5 +74,6 @@
 // returns, so a reload re-executes with no child left.
 //
 // Delivery is at-most-once: a task's row is deleted before its handler
-// starts (see package foreman).
+// starts (see package foreman); tasks defined with RetryLost are
+// at-least-once instead.
 package daemon

@@ -37,6 +37,22 @@ type spaceReclaimer interface {
 	ReclaimSpace(ctx context.Context) error
 }
 
+// Ledger is a Source that records the tasks it hands out as in flight
+// (the daemon's; see package daemon). It is told when each claimed task is
+// settled: its outcome known and its retry or failed record, if any,
+// written, so that the in-flight record may go. A task Interrupted by the
+// hard stop is settled too, and one abandoned then never is: the ledger
+// keeps their records, for the daemon to record them lost. Settled is
+// called from the task's goroutine and must not block.
+//
+// Held reports whether the last claim left ready tasks queued because of
+// a limit (a task name's MaxRunning, a serial key): the foreman then
+// claims again whenever a task ends, without waiting for a wakeup.
+type Ledger interface {
+	Settled(t *snappea.Task, o Outcome)
+	Held() bool
+}
+
 // Waker tells the foreman that tasks may have been queued; *wakeup.Watcher
 // is one. The channel is never closed.
 type Waker interface {
@@ -371,6 +387,7 @@ type Foreman struct {
 	active map[int64]*activeTask
 
 	services []*supervised
+	ledger   Ledger // Source's, if it is one
 }
 
 type activeTask struct {
@@ -402,6 +419,7 @@ func New(cfg Config) (*Foreman, error) {
 	}
 	f.workers.Store(int64(cfg.Workers))
 	f.paused.Store(cfg.StartPaused)
+	f.ledger, _ = cfg.Source.(Ledger)
 	for _, s := range cfg.Services {
 		f.services = append(f.services, &supervised{Service: s, state: ServiceStarting})
 	}
@@ -778,6 +796,9 @@ loop:
 		case o := <-f.results:
 			f.counts[o].Add(1)
 			setBusy(busy - 1 - f.collect())
+			if f.ledger != nil && f.ledger.Held() {
+				mayHaveWork = true
+			}
 		case <-servicesDone:
 			servicesDone = nil
 		case <-ctxDone:
@@ -939,6 +960,9 @@ func (f *Foreman) run(t snappea.Task) {
 		t.Timeout = timeout
 		f.settle(&t, o, err, d)
 	}
+	if f.ledger != nil {
+		f.ledger.Settled(&t, o)
+	}
 	f.results <- o
 }
 
@@ -955,6 +979,9 @@ func (f *Foreman) discardRow(t *snappea.Task) {
 		ob.Finished(t, Discarded, 0)
 	}
 	f.settle(t, Discarded, t.Err, 0)
+	if f.ledger != nil {
+		f.ledger.Settled(t, Discarded)
+	}
 	f.results <- Discarded
 }
 

@@ -115,12 +115,17 @@ func loosenTable(t *testing.T, db *sql.DB) {
 			id INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT, args BLOB, created_at INTEGER,
 			priority INTEGER NOT NULL DEFAULT 0, run_at INTEGER NOT NULL DEFAULT 0,
 			attempt INTEGER NOT NULL DEFAULT 1, max_attempts INTEGER NOT NULL DEFAULT 0,
-			timeout_ns INTEGER NOT NULL DEFAULT 0, key TEXT);
+			timeout_ns INTEGER NOT NULL DEFAULT 0, key TEXT, serial_key TEXT);
 		INSERT INTO snappea_tasks_loose SELECT * FROM snappea_tasks;
 		DELETE FROM sqlite_sequence WHERE name = 'snappea_tasks_loose';
 		INSERT INTO sqlite_sequence (name, seq) SELECT 'snappea_tasks_loose', seq FROM sqlite_sequence WHERE name = 'snappea_tasks';
+		DROP TRIGGER snappea_inflight_claim;
 		DROP TABLE snappea_tasks;
 		ALTER TABLE snappea_tasks_loose RENAME TO snappea_tasks;
+		CREATE TRIGGER snappea_inflight_claim AFTER INSERT ON snappea_inflight
+		BEGIN
+			DELETE FROM snappea_tasks WHERE id = NEW.id;
+		END;
 		CREATE INDEX snappea_tasks_claim ON snappea_tasks (run_at, priority DESC, id);
 		CREATE UNIQUE INDEX snappea_tasks_key ON snappea_tasks (key) WHERE key IS NOT NULL;
 		COMMIT`); err != nil {

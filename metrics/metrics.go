@@ -57,6 +57,8 @@ type Snapshot struct {
 	WorkersTotal int           // the size of the worker pool
 	Paused       bool          // the foreman claims no tasks
 	Reloads      int           // configuration reloads since the daemon started
+	Lost         int64         // lost tasks this daemon recorded failed (their daemon ended while they ran)
+	LostRetried  int64         // lost tasks this daemon enqueued again (RetryLost)
 	// Procs is the pool of child processes that run isolated tasks; nil
 	// without one, and its series are left out.
 	Procs *Procs
@@ -314,6 +316,9 @@ var (
 		"Child processes started to replace one that died or was killed.", nil, nil)
 	procRetiredDesc = prometheus.NewDesc("snappea_proc_retired_total",
 		"Child processes asked to exit: idle above the minimum, recycled (--max-tasks-per-proc, --max-rss-per-proc), stopping.", nil, nil)
+	lostDesc = prometheus.NewDesc("snappea_tasks_lost_total",
+		"Tasks found lost (their daemon died, or stopped at its graceful deadline, while they ran) by this daemon, by what became of them: failed (recorded in the failed record) or retried (enqueued again, RetryLost).",
+		[]string{"outcome"}, nil)
 )
 
 // procStates are the label values of snappea_procs, all sent at each
@@ -325,7 +330,7 @@ type snapshotCollector struct{ m *Metrics }
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{upDesc, pendingDesc, readyDesc, oldestDesc, busyDesc, workersDesc, pausedDesc, reloadsDesc,
-		procsDesc, procRSSDesc, procMaxRSSDesc, procStartsDesc, procDeathsDesc, procKillsDesc, procSIGKILLsDesc, procRestartsDesc, procRetiredDesc} {
+		procsDesc, procRSSDesc, procMaxRSSDesc, procStartsDesc, procDeathsDesc, procKillsDesc, procSIGKILLsDesc, procRestartsDesc, procRetiredDesc, lostDesc} {
 		ch <- d
 	}
 }
@@ -366,6 +371,8 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(procRestartsDesc, p.Restarts)
 		counter(procRetiredDesc, p.Retired)
 	}
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(s.Lost), "failed")
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(s.LostRetried), "retried")
 }
 
 func (m *Metrics) warnSnapshot(err error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snappea/snappea/registry"
+	"github.com/snappea/snappea/storage"
 )
 
 // looseTable replaces q's STRICT task table with the one schema version 4
@@ -30,13 +31,19 @@ func looseTable(t testing.TB, q *Queue) {
 			attempt      INTEGER NOT NULL DEFAULT 1,
 			max_attempts INTEGER NOT NULL DEFAULT 0,
 			timeout_ns   INTEGER NOT NULL DEFAULT 0,
-			key          TEXT
+			key          TEXT,
+			serial_key   TEXT
 		);
 		INSERT INTO snappea_tasks_loose SELECT * FROM snappea_tasks;
 		DELETE FROM sqlite_sequence WHERE name = 'snappea_tasks_loose';
 		INSERT INTO sqlite_sequence (name, seq) SELECT 'snappea_tasks_loose', seq FROM sqlite_sequence WHERE name = 'snappea_tasks';
+		DROP TRIGGER snappea_inflight_claim;
 		DROP TABLE snappea_tasks;
 		ALTER TABLE snappea_tasks_loose RENAME TO snappea_tasks;
+		CREATE TRIGGER snappea_inflight_claim AFTER INSERT ON snappea_inflight
+		BEGIN
+			DELETE FROM snappea_tasks WHERE id = NEW.id;
+		END;
 		CREATE INDEX snappea_tasks_claim ON snappea_tasks (run_at, priority DESC, id);
 		CREATE UNIQUE INDEX snappea_tasks_key ON snappea_tasks (key) WHERE key IS NOT NULL;`)
 	if err != nil {
@@ -76,6 +83,12 @@ var badRows = []struct {
 // saying which column was wrong and not its value, and Stats answers all
 // along.
 func TestQueue_BadRows(t *testing.T) {
+	t.Run("Claim", func(t *testing.T) { testBadRows(t, false) })
+	// A daemon's claims copy the rows into the ledger first.
+	t.Run("ClaimFor", func(t *testing.T) { testBadRows(t, true) })
+}
+
+func testBadRows(t *testing.T, ledger bool) {
 	ctx := context.Background()
 	q := mustOpen(t, Config{MaxArgsSize: 64})
 	looseTable(t, q)
@@ -125,7 +138,15 @@ func TestQueue_BadRows(t *testing.T) {
 		t.Errorf("next due in %v, want the delayed good task's hour", d)
 	}
 	for {
-		ts, err := q.Claim(ctx, 3)
+		var ts []Task
+		var err error
+		if ledger {
+			var c storage.Claimed
+			c, err = q.Backend().ClaimFor(ctx, storage.ClaimRequest{Owner: 1, N: 3})
+			ts = c.Tasks
+		} else {
+			ts, err = q.Claim(ctx, 3)
+		}
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}

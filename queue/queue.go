@@ -333,7 +333,7 @@ func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Ti
 		return storage.Row{}, fmt.Errorf("enqueue %s: %w", task, err)
 	}
 	r := storage.Row{Task: task, Args: b, CreatedAt: now, Priority: opts.Priority, Attempt: 1,
-		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key,
+		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key, SerialKey: opts.SerialKey,
 		Replace: opts.OnDuplicate == registry.Replace, Reschedule: opts.Debounce > 0}
 	if !q.cfg.Inline {
 		r.RunAt = dueAt(opts, now)
@@ -659,8 +659,8 @@ func (q *Queue) run(ctx context.Context, t Task) error {
 
 // Retry enqueues t again, as a new task with its own id, for its next
 // attempt: the same name, arguments, priority, timeout and MaxAttempts,
-// Attempt one more, ready at at (now if at is not in the future), and no
-// Key, which t's claim freed. It wakes the daemon and returns the new id.
+// Attempt one more, ready at at (now if at is not in the future), its
+// SerialKey, and no Key, which t's claim freed. It wakes the daemon and returns the new id.
 // Retries do not count against MaxBacklog. Whether t has attempts left is
 // the caller's decision.
 func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error) {
@@ -670,7 +670,7 @@ func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error)
 	now := time.Now()
 	ins, err := q.b.Insert(ctx, nil, []storage.Row{{Task: t.Name, Args: t.Args, CreatedAt: now,
 		Priority: t.Priority, RunAt: dueAt(registry.Options{RunAt: at}, now), Attempt: max(t.Attempt, 1) + 1,
-		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout}})
+		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout, SerialKey: t.SerialKey}})
 	if err != nil {
 		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)
 	}

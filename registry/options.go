@@ -62,6 +62,40 @@ type Options struct {
 	// it to Register; an enqueue's Isolated is ignored (Merge keeps the
 	// definition's).
 	Isolated bool
+
+	// RetryLost makes a task lost by its daemon (killed, or still running
+	// at a graceful stop's deadline) be enqueued again, with its attempt
+	// counted, instead of recorded failed: at-least-once delivery, for
+	// idempotent tasks. It is read from the task's definition. A lost task
+	// is enqueued again while it has attempts left: MaxAttempts, or
+	// DefaultLostAttempts when that is 0 or 1 (see LostAttempts).
+	RetryLost bool
+	// MaxRunning, if positive, is the most tasks of this name that run at
+	// once, across every daemon of the database; the others wait, and
+	// other tasks go ahead meanwhile. It is read from the task's
+	// definition. Default 0: no limit but the workers.
+	MaxRunning int
+	// SerialKey, if not empty, makes the tasks that share it run one at a
+	// time, in the order they were enqueued (by id), across every daemon
+	// of the database; other tasks go ahead meanwhile.
+	SerialKey string
+}
+
+// DefaultLostAttempts is the attempts a task with RetryLost and a
+// MaxAttempts of 0 or 1 may use when it is lost: a task that takes its
+// daemon down every time (out of memory) is recorded failed after that.
+const DefaultLostAttempts = 3
+
+// LostAttempts is the attempts a lost task may use in all before it is
+// recorded failed instead of enqueued again: 0 without RetryLost.
+func (o Options) LostAttempts() int {
+	switch {
+	case !o.RetryLost:
+		return 0
+	case o.MaxAttempts > 1:
+		return o.MaxAttempts
+	}
+	return DefaultLostAttempts
 }
 
 // Duplicate is a policy for an enqueue whose Key a pending task holds.
@@ -124,6 +158,15 @@ func (o Options) Merge(over Options) Options {
 	if over.Key != "" {
 		o.Key = over.Key
 	}
+	if over.RetryLost {
+		o.RetryLost = true
+	}
+	if over.MaxRunning != 0 {
+		o.MaxRunning = over.MaxRunning
+	}
+	if over.SerialKey != "" {
+		o.SerialKey = over.SerialKey
+	}
 	return o
 }
 
@@ -137,6 +180,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: Timeout %v is negative", ErrBadOptions, o.Timeout)
 	case o.MaxAttempts < 0:
 		return fmt.Errorf("%w: MaxAttempts %d is negative", ErrBadOptions, o.MaxAttempts)
+	case o.MaxRunning < 0:
+		return fmt.Errorf("%w: MaxRunning %d is negative (0: no limit)", ErrBadOptions, o.MaxRunning)
 	case o.OnDuplicate < 0 || o.OnDuplicate > Replace:
 		return fmt.Errorf("%w: OnDuplicate %d is not a policy (want Keep or Replace)", ErrBadOptions, int(o.OnDuplicate))
 	case o.Debounce < 0:

@@ -32,6 +32,7 @@ type Row struct {
 	Replace bool
 	// Reschedule, with Replace: the holder's due time becomes RunAt too.
 	Reschedule bool
+	SerialKey   string        // "": none; else runs after, and never beside, the tasks queued before it with the same key
 }
 
 // Inserted is what became of one Row.
@@ -173,6 +174,29 @@ type Backend interface {
 	// exact false it may answer with a cheaper upper bound, which it then
 	// reports as not exact.
 	Backlog(ctx context.Context, now time.Time, limit int64, exact bool) (n int64, isExact bool, err error)
+
+	// The in-flight ledger: what a daemon is running, so that tasks its
+	// end interrupts are known (see InFlight).
+
+	// ClaimFor is Claim for a daemon, within the limits r gives and those
+	// of serial keys: in the same statement as the delete, it records the
+	// tasks claimed in flight for r.Owner, after removing the records of
+	// r.Finished. The limits hold across every daemon of the database.
+	ClaimFor(ctx context.Context, r ClaimRequest) (Claimed, error)
+	// Finish removes the in-flight records of tasks that ended.
+	Finish(ctx context.Context, ids []int64) error
+	// InFlight lists the in-flight records by id, without their arguments,
+	// up to limit (<= 0: all).
+	InFlight(ctx context.Context, limit int) ([]InFlight, error)
+	// RecoverLost turns the in-flight records r chooses into failed
+	// records with r.Cause, or into new tasks (r.Retry), and deletes them,
+	// in one transaction; each record is taken once, also when several
+	// daemons recover at the same time. It returns what it made of them,
+	// by id.
+	RecoverLost(ctx context.Context, r Recovery) ([]Lost, error)
+	// CountLost counts the failed records of lost tasks (their error
+	// begins with snappea.LostPrefix).
+	CountLost(ctx context.Context) (int64, error)
 
 	// The failed record.
 

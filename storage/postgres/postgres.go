@@ -133,8 +133,14 @@ type Backend struct {
 	wakeChan string // the NOTIFY channel of inserts
 	cancChan string // the NOTIFY channel of cancel requests
 	q        queries
-	claimed  atomic.Int64 // tasks claimed since the last VACUUM
-	copies   atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
+	lq       ledgerQueries
+	// The claim's state: the limited names of the last ClaimFor (for
+	// Finish's wakeups), and whether tasks with serial keys were queued
+	// at the last claim (then claims take the lock).
+	limited      atomic.Pointer[[]string]
+	serialQueued atomic.Bool
+	claimed      atomic.Int64 // tasks claimed since the last VACUUM
+	copies       atomic.Int64 // chunks written with COPY (see copyRequest), for the tests
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -164,6 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		cancChan: cfg.Schema + "_cancel",
 	}
 	b.q = newQueries(pgx.Identifier{cfg.Schema}.Sanitize())
+	b.lq = newLedgerQueries(pgx.Identifier{cfg.Schema}.Sanitize())
 	b.db = sql.OpenDB(connector{stdlib.GetConnector(*cc)})
 	b.db.SetMaxOpenConns(cfg.MaxOpenConns)
 	b.db.SetMaxIdleConns(cfg.MaxOpenConns)

@@ -70,8 +70,8 @@ func newQueries(schema string) queries {
 		// One row, the most common case: plain parameters instead of arrays,
 		// and no row back for a duplicate (Insert looks up its holder). The
 		// notification is sent only if the row is written.
-		insertOne: s(`INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		insertOne: s(`INSERT INTO @.tasks (task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key, serial_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11)
 			ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
 			RETURNING id, pg_notify($10, '') IS NULL`),
 		// A row that replaces its key's holder: ON CONFLICT DO UPDATE is an
@@ -99,7 +99,7 @@ func newQueries(schema string) queries {
 		// VACUUM removes only dead rows.
 		claim: s(`DELETE FROM @.tasks WHERE ctid = ANY(ARRAY(
 			SELECT ctid FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED))
-			RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`),
+			RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`),
 		promote: s(`WITH p AS (UPDATE @.tasks SET run_at = 0 WHERE run_at > 0 AND run_at <= $1 RETURNING 1)
 			SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM @.tasks WHERE run_at > $1)`),
 		nextDue: s(`SELECT min(run_at) FROM @.tasks WHERE run_at > 0`),

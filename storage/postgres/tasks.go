@@ -89,6 +89,24 @@ func (b *Backend) Insert(ctx context.Context, tx *sql.Tx, rows []storage.Row) ([
 		})
 	case replacing(rows):
 		out, err = b.insertEach(ctx, tx, rows)
+	case slices.ContainsFunc(rows, func(r storage.Row) bool { return r.SerialKey != "" }):
+		// Rows with serial keys, rare in a batch, one statement each (the
+		// batch statements have no serial key column).
+		each := func(tx *sql.Tx) error {
+			for i := range rows {
+				o, err := b.insertOne(ctx, tx, &rows[i])
+				if err != nil {
+					return err
+				}
+				out = append(out, o...)
+			}
+			return nil
+		}
+		if tx != nil {
+			err = each(tx)
+		} else {
+			err = b.WriteTx(ctx, each)
+		}
 	case tx == nil && n >= copyMin:
 		// Several statements need a transaction to be all or none, and COPY
 		// needs one.
@@ -179,21 +197,32 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
 	}
+	tasks, err := b.scanClaimed(rs, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// scanClaimed reads the rows a claim returned, at most n, closes them and
+// sorts the tasks in claim order. An error means the statement rolled
+// back: nothing was claimed.
+func (b *Backend) scanClaimed(rs *sql.Rows, n int) ([]snappea.Task, error) {
 	tasks := make([]snappea.Task, 0, min(n, 256))
 	for rs.Next() {
 		var (
 			t                snappea.Task
 			created, timeout int64
-			key              sql.NullString
+			key, serial      sql.NullString
 		)
 		if err := rs.Scan(&t.ID, &t.Name, &t.Args, &created, &t.Priority, &t.Attempt, &t.MaxAttempts,
-			&timeout, &key); err != nil {
+			&timeout, &key, &serial); err != nil {
 			// The columns' types are the table's own, so this is not
 			// expected; the row is deleted, so it is handed out as a bad one
 			// rather than lost without a word.
 			t.Err = fmt.Errorf("%w: the row could not be read", snappea.ErrBadRow)
 		}
-		t.EnqueuedAt, t.Timeout, t.Key = time.Unix(0, created), time.Duration(timeout), key.String
+		t.EnqueuedAt, t.Timeout, t.Key, t.SerialKey = time.Unix(0, created), time.Duration(timeout), key.String, serial.String
 		if t.Err == nil && len(t.Args) > b.cfg.MaxArgsSize {
 			t.Err = fmt.Errorf("%w: arguments are %d bytes, over the limit of %d (MaxArgsSize)",
 				snappea.ErrBadRow, len(t.Args), b.cfg.MaxArgsSize)
@@ -203,10 +232,10 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err := rs.Err(); err != nil {
 		// The statement failed, so it rolled back: nothing was deleted.
 		rs.Close()
-		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+		return nil, b.err(err)
 	}
 	if err := rs.Close(); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", b.err(err))
+		return nil, b.err(err)
 	}
 	b.claimed.Add(int64(len(tasks)))
 	sortClaimed(tasks)
@@ -601,12 +630,16 @@ func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]
 	if r.Key != "" {
 		key = &r.Key
 	}
+	var serial *string
+	if r.SerialKey != "" {
+		serial = &r.SerialKey
+	}
 	if key != nil && r.Replace {
 		var res storage.Inserted
 		var woke bool
 		err := b.on(tx).QueryRowContext(ctx, b.q.insertReplace, r.Task, string(r.Args), unixNano(r.CreatedAt),
 			r.Priority, max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key,
-			b.wakeChan, r.Reschedule).Scan(&res.ID, &res.Replaced, &woke)
+			b.wakeChan, r.Reschedule, serial).Scan(&res.ID, &res.Replaced, &woke)
 		if err != nil {
 			return nil, err
 		}
@@ -615,7 +648,7 @@ func (b *Backend) insertOne(ctx context.Context, tx *sql.Tx, r *storage.Row) ([]
 	var res storage.Inserted
 	var woke bool
 	err := b.on(tx).QueryRowContext(ctx, b.q.insertOne, r.Task, string(r.Args), unixNano(r.CreatedAt), r.Priority,
-		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan).
+		max(unixNano(r.RunAt), 0), max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, b.wakeChan, serial).
 		Scan(&res.ID, &woke)
 	if errors.Is(err, sql.ErrNoRows) {
 		return []storage.Inserted{{Duplicate: true}}, nil

@@ -32,6 +32,7 @@ func TestBackend_QueryPlans(t *testing.T) {
 		index string
 	}{
 		{"claim", claimSQL, []any{16}, "snappea_tasks_claim"},
+		{"claim for a daemon", claimSQLFor(nil), []any{1, 2, 16}, "snappea_tasks_claim"},
 		{"next due", nextDueSQL, nil, "snappea_tasks_claim"},
 		{"promote", promoteSQL, []any{time.Now().UnixNano()}, "snappea_tasks_claim"},
 		{"backlog count", countDueSQL, []any{time.Now().UnixNano(), 1000}, "snappea_tasks_claim"},
@@ -60,6 +61,9 @@ func TestBackend_QueryPlans(t *testing.T) {
 			}
 			searched := false
 			for _, step := range plan {
+				// claimSQLFor names the queue t.
+				step = strings.Replace(step, "SEARCH t USING", "SEARCH snappea_tasks USING", 1)
+				step = strings.Replace(step, "SCAN t ", "SCAN snappea_tasks ", 1)
 				if tt.index == "" && step == "SEARCH snappea_tasks" ||
 					strings.HasPrefix(step, "SEARCH snappea_tasks USING") && strings.Contains(step, " INDEX "+tt.index+" ") {
 					searched = true

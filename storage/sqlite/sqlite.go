@@ -120,6 +120,7 @@ type Backend struct {
 	promote   *sql.Stmt
 	countDue  *sql.Stmt
 	idSpan    *sql.Stmt
+	ledger    ledgerStmts
 
 	// The database file as opened, and when the write path last checked
 	// that it is still at Path (Unix ns); gone once it was not.
@@ -356,7 +357,7 @@ func (b *Backend) prepare(ctx context.Context) error {
 		}
 		*p.stmt = stmt
 	}
-	return nil
+	return b.ledger.prepare(ctx, b.db)
 }
 
 // checkGone fails with ErrDatabaseGone once the file at DBPath is no

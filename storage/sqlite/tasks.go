@@ -25,8 +25,8 @@ const (
 	// makes the insert write nothing, under the write lock: two producers
 	// can never both write one key.
 	insertSQL = `INSERT INTO snappea_tasks
-		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+		(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key, serial_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	// A task without options, the common case: the columns' defaults are
 	// "no options", and binding three values instead of nine is measurably
 	// cheaper in EnqueueMany.
@@ -44,7 +44,7 @@ const (
 	// subquery.
 	claimSQL = `DELETE FROM snappea_tasks WHERE id IN
 		(SELECT id FROM snappea_tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT ?)
-		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key`
+		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`
 	nextDueSQL = `SELECT min(run_at) FROM snappea_tasks WHERE run_at > 0`
 	// Only integers: a run_at of another type is failed instead (see
 	// readNextDue).
@@ -59,7 +59,8 @@ const (
 // plain reports whether r has no options: the insertNew statement, which
 // leaves every option column at its default, writes it.
 func plain(r *storage.Row) bool {
-	return r.Priority == 0 && r.RunAt.IsZero() && r.Attempt <= 1 && r.MaxAttempts == 0 && r.Timeout == 0 && r.Key == ""
+	return r.Priority == 0 && r.RunAt.IsZero() && r.Attempt <= 1 && r.MaxAttempts == 0 && r.Timeout == 0 && r.Key == "" &&
+		r.SerialKey == ""
 }
 
 // insertRow writes r with the statement that fits it.
@@ -72,12 +73,16 @@ func insertRow(ctx context.Context, st *stmts, r *storage.Row) (sql.Result, erro
 	if r.Key != "" {
 		key = r.Key
 	}
+	var serial any // NULL
+	if r.SerialKey != "" {
+		serial = r.SerialKey
+	}
 	var runAt int64 // 0: ready
 	if !r.RunAt.IsZero() {
 		runAt = unixNano(r.RunAt)
 	}
 	return st.get(ctx, &st.insert, st.b.insert).ExecContext(ctx, r.Task, args, r.CreatedAt.UnixNano(), r.Priority,
-		runAt, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key)
+		runAt, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), key, serial)
 }
 
 // stmts are the backend's statements for writing rows: as prepared, or,
@@ -273,6 +278,16 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
 	}
+	tasks, err := b.scanClaimed(rows, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// scanClaimed reads the rows a claim returned (see taskFromRow for the
+// columns), at most n, closes them and sorts the tasks in claim order.
+func (b *Backend) scanClaimed(rows *sql.Rows, n int) ([]snappea.Task, error) {
 	// Not sized by n alone: n is the free worker slots, which may be far
 	// more than the tasks waiting. Up to claimPrealloc rows fill it without
 	// a copy; more grow it by the rows returned.
@@ -280,9 +295,9 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	// Every column is scanned into an any, which cannot fail whatever the
 	// row holds (a failed Scan would leave rows deleted and never handed
 	// out), and converted per row.
-	var cols [9]any
+	var cols [10]any
 	var args argsColumn
-	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]}
+	dest := []any{&cols[0], &cols[1], &args, &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8], &cols[9]}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			// Not expected with *any destinations; the row is deleted, so it
@@ -295,10 +310,10 @@ func (b *Backend) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+		return nil, dbError(err)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", dbError(err))
+		return nil, dbError(err)
 	}
 	// RETURNING gives no order.
 	slices.SortFunc(tasks, func(a, b snappea.Task) int {
@@ -320,7 +335,7 @@ const claimPrealloc = 256
 // of the wrong type sets Err, naming the first such column and the type it
 // should have, never the value; the columns that do convert are kept, for
 // the failure record.
-func (b *Backend) taskFromRow(c *[9]any, args *argsColumn) snappea.Task {
+func (b *Backend) taskFromRow(c *[10]any, args *argsColumn) snappea.Task {
 	var t snappea.Task
 	var bad []string
 	integer := func(name string, v any, unit string) int64 {
@@ -353,6 +368,9 @@ func (b *Backend) taskFromRow(c *[9]any, args *argsColumn) snappea.Task {
 		t.Key = v
 	default:
 		bad = append(bad, badColumn("key", v, "TEXT or NULL"))
+	}
+	if v, ok := c[9].(string); ok {
+		t.SerialKey = v
 	}
 	switch {
 	case len(bad) > 0:

@@ -55,6 +55,13 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend, newer func(t *te
 		{"Waker", testWaker},
 		{"SchemaVersion", testSchemaVersion},
 		{"ConcurrentClaims", testConcurrentClaims},
+		{"Ledger", testLedger},
+		{"RecoverLost", testRecoverLost},
+		{"RecoverGone", testRecoverGone},
+		{"ConcurrentRecovery", testConcurrentRecovery},
+		{"MaxRunning", testMaxRunning},
+		{"SerialKeys", testSerialKeys},
+		{"LimitsConcurrent", testLimitsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
