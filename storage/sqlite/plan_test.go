@@ -37,7 +37,7 @@ func TestBackend_QueryPlans(t *testing.T) {
 		{"promote", promoteSQL, []any{time.Now().UnixNano()}, "snappea_tasks_claim"},
 		{"backlog count", countDueSQL, []any{time.Now().UnixNano(), 1000}, "snappea_tasks_claim"},
 		{"key holder", keyHolderSQL, []any{"k"}, "snappea_tasks_key"},
-		{"replace", replaceSQL, []any{"t", "{}", 1, 0, 1, 0, 0, true, 5, "k"}, "snappea_tasks_key"},
+		{"replace", replaceSQL, []any{"t", "{}", 1, 0, 1, 0, 0, nil, true, 5, "k"}, "snappea_tasks_key"},
 		{"id span", idSpanSQL, nil, ""}, // the primary key's first and last entries
 	}
 	for _, tt := range tests {

@@ -54,17 +54,18 @@ func testReplace(t *testing.T, b storage.Backend) {
 	}
 	// Everything but the id and the due time is the newest row's.
 	newest := storage.Row{Task: "digest2", Args: []byte(`{"n":2}`), CreatedAt: base.Add(time.Second), Priority: 7,
-		Attempt: 1, MaxAttempts: 4, Timeout: time.Minute, Key: "r", Replace: true}
+		Attempt: 1, MaxAttempts: 4, Timeout: time.Minute, Key: "r", Replace: true, SerialKey: "s2"}
 	got := mustInsert(t, b, newest)[0]
 	if !got.Replaced || got.Duplicate || got.ID != first.ID {
 		t.Fatalf("replace of key r: got %+v, want Replaced with id %d", got, first.ID)
 	}
 	ts := mustClaim(t, b, 10)
 	want := snappea.Task{ID: first.ID, Name: "digest2", Args: []byte(`{"n":2}`), EnqueuedAt: base.Add(time.Second),
-		Priority: 7, Attempt: 1, MaxAttempts: 4, Timeout: time.Minute, Key: "r"}
+		Priority: 7, Attempt: 1, MaxAttempts: 4, Timeout: time.Minute, Key: "r", SerialKey: "s2"}
 	if len(ts) != 1 || ts[0].ID != want.ID || ts[0].Name != want.Name || string(ts[0].Args) != string(want.Args) ||
 		!ts[0].EnqueuedAt.Equal(want.EnqueuedAt) || ts[0].Priority != want.Priority || ts[0].Attempt != want.Attempt ||
-		ts[0].MaxAttempts != want.MaxAttempts || ts[0].Timeout != want.Timeout || ts[0].Key != want.Key {
+		ts[0].MaxAttempts != want.MaxAttempts || ts[0].Timeout != want.Timeout || ts[0].Key != want.Key ||
+		ts[0].SerialKey != want.SerialKey {
 		t.Errorf("claimed after a replace: got %+v, want %+v", ts, want)
 	}
 
