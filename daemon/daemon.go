@@ -288,7 +288,7 @@ type Daemon struct {
 	lite bool            // the queue is on SQLite: one daemon, local files
 	fm   *foreman.Foreman
 	pool *prefork.Pool // nil without Config.Processes
-	led  *ledger // the foreman's Source: claims recorded in flight
+	led  *ledger       // the foreman's Source: claims recorded in flight
 
 	rec       *stats.Recorder     // nil without statistics
 	sched     *schedule.Scheduler // nil without schedules

@@ -32,7 +32,7 @@ type Row struct {
 	Replace bool
 	// Reschedule, with Replace: the holder's due time becomes RunAt too.
 	Reschedule bool
-	SerialKey   string        // "": none; else runs after, and never beside, the tasks queued before it with the same key
+	SerialKey  string // "": none; else runs after, and never beside, the tasks queued before it with the same key
 }
 
 // Inserted is what became of one Row.
