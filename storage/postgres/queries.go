@@ -82,11 +82,11 @@ func newQueries(schema string) queries {
 		// updating transaction's in a row updated. Notifies either way: the
 		// next due time may have moved.
 		insertReplace: s(`INSERT INTO @.tasks AS t
-			(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			(task, args, created_at, priority, run_at, attempt, max_attempts, timeout_ns, key, serial_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12)
 			ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET task = excluded.task, args = excluded.args,
 				created_at = excluded.created_at, priority = excluded.priority, attempt = excluded.attempt,
-				max_attempts = excluded.max_attempts, timeout_ns = excluded.timeout_ns,
+				max_attempts = excluded.max_attempts, timeout_ns = excluded.timeout_ns, serial_key = excluded.serial_key,
 				run_at = CASE WHEN $11 THEN excluded.run_at ELSE t.run_at END
 			RETURNING t.id, t.xmax <> 0, pg_notify($10, '') IS NULL`),
 		keyHolders: s(`SELECT key, id FROM @.tasks WHERE key = ANY($1::text[])`),

@@ -38,7 +38,7 @@ const (
 	// later one's row winning. run_at changes only with Reschedule (the
 	// first parameter of the CASE).
 	replaceSQL = `UPDATE snappea_tasks SET task = ?, args = ?, created_at = ?, priority = ?, attempt = ?,
-		max_attempts = ?, timeout_ns = ?, run_at = CASE WHEN ? THEN ? ELSE run_at END
+		max_attempts = ?, timeout_ns = ?, serial_key = ?, run_at = CASE WHEN ? THEN ? ELSE run_at END
 		WHERE key = ? RETURNING id`
 	// modernc's SQLite is built without DELETE ... LIMIT, hence the
 	// subquery.
@@ -241,9 +241,13 @@ func replace(ctx context.Context, st *stmts, r *storage.Row) (storage.Inserted, 
 	if !r.RunAt.IsZero() {
 		runAt = unixNano(r.RunAt)
 	}
+	var serial any // NULL
+	if r.SerialKey != "" {
+		serial = r.SerialKey
+	}
 	var id int64
 	err := st.get(ctx, &st.replace, st.b.replace).QueryRowContext(ctx, r.Task, nonNil(r.Args), r.CreatedAt.UnixNano(),
-		r.Priority, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), r.Reschedule, runAt, r.Key).Scan(&id)
+		r.Priority, max(r.Attempt, 1), r.MaxAttempts, int64(r.Timeout), serial, r.Reschedule, runAt, r.Key).Scan(&id)
 	if err != nil {
 		return storage.Inserted{}, fmt.Errorf("enqueue %s: replace the task holding its key: %w", r.Task, dbError(err))
 	}
