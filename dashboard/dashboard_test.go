@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/snappea/snappea"
+	"github.com/snappea/snappea/control"
 	"github.com/snappea/snappea/daemon"
 	"github.com/snappea/snappea/dashboard"
 	"github.com/snappea/snappea/foreman"
@@ -92,6 +93,29 @@ type boomArgs struct {
 
 func newEnv(t *testing.T, b backend, cfg dashboard.Config) *env {
 	t.Helper()
+	return newEnvWith(t, b, cfg, nil)
+}
+
+// limitsDaemon is Local with the daemon's limits in its status, as the
+// daemon's own status (and so 'snappea run --dashboard-addr' and a
+// control.Client) gives them.
+type limitsDaemon struct {
+	dashboard.Daemon
+	d *daemon.Daemon
+}
+
+func (l limitsDaemon) Status(ctx context.Context) (*control.Status, error) {
+	st, err := l.Daemon.Status(ctx)
+	if err == nil {
+		st.MaxRunning, st.RetryLost = l.d.Limits()
+	}
+	return st, err
+}
+
+// newEnvWith is newEnv with dcfg changing the daemon's Config (nil: as
+// newEnv); the dashboard then sees the daemon's limits.
+func newEnvWith(t *testing.T, b backend, cfg dashboard.Config, dcfg func(*daemon.Config)) *env {
+	t.Helper()
 	e := &env{t: t, started: make(chan struct{}, 16)}
 	reg := registry.New()
 	registry.Register(reg, "block", func(ctx context.Context, _ blockArgs) error {
@@ -103,8 +127,12 @@ func newEnv(t *testing.T, b backend, cfg dashboard.Config) *env {
 	registry.Register(reg, "other", func(ctx context.Context, _ boomArgs) error { return errors.New("it broke too") })
 	registry.Register(reg, "ok", func(ctx context.Context, _ struct{}) error { return nil })
 	e.q = b.open(t, reg)
-	d, err := daemon.New(daemon.Config{Queue: e.q, Registry: reg, NoLock: true, StartPaused: true,
-		PollInterval: 50 * time.Millisecond, GracefulTimeout: -1, Logger: quiet()})
+	dc := daemon.Config{Queue: e.q, Registry: reg, NoLock: true, StartPaused: true,
+		PollInterval: 50 * time.Millisecond, GracefulTimeout: -1, Logger: quiet()}
+	if dcfg != nil {
+		dcfg(&dc)
+	}
+	d, err := daemon.New(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +153,9 @@ func newEnv(t *testing.T, b backend, cfg dashboard.Config) *env {
 	cfg.Queue = e.q
 	if cfg.Daemon == nil {
 		cfg.Daemon = dashboard.Local(e.fm, 0)
+		if dcfg != nil {
+			cfg.Daemon = limitsDaemon{cfg.Daemon, d}
+		}
 	}
 	cfg.Logger = quiet()
 	h, err := dashboard.New(cfg)
@@ -664,5 +695,95 @@ func TestHandler_searchTask(t *testing.T) {
 	body := e.mustGet("/queued?task=ok&limit=3")
 	if n := strings.Count(body, "<td>ok</td>"); n != 3 || strings.Contains(body, `id="partial"`) || nextRE.FindString(body) == "" {
 		t.Errorf("/queued?task=ok&limit=3: %d rows, partial %v; want 3 and a next page", n, strings.Contains(body, `id="partial"`))
+	}
+}
+
+// loseTask records a task of name as lost, as a daemon that starts where
+// the previous one died records it.
+func (e *env) loseTask(name string) snappea.Failure {
+	e.t.Helper()
+	ctx := context.Background()
+	if _, err := e.q.Enqueue(ctx, name, boomArgs{}); err != nil {
+		e.t.Fatal(err)
+	}
+	ts, err := e.q.Claim(ctx, 1)
+	if err != nil || len(ts) != 1 {
+		e.t.Fatalf("claim: %v, %v", ts, err)
+	}
+	if err := e.q.Backend().Fail(ctx, &ts[0], snappea.LostDied, time.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	fs, err := e.q.Failures(ctx, 1)
+	if err != nil || len(fs) != 1 || !snappea.IsLost(fs[0].Error) {
+		e.t.Fatalf("failures: %v, %v; want the lost record", fs, err)
+	}
+	return fs[0]
+}
+
+func TestHandler_lost(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, dashboard.Config{})
+			broke := e.failTask("boom")
+			lost := []snappea.Failure{e.loseTask("boom"), e.loseTask("other")}
+			e.failTask("other")
+
+			e.mustGet("/", `id="count-failed">4<`, `id="count-lost" href="/snappea/failed?lost=1">2<`)
+			body := e.mustGet("/failed", `id="only-lost"`, "it broke: boom", `<span class="badge bad lost">lost</span> `+snappea.LostDied)
+			if n := strings.Count(body, `class="badge bad lost"`); n != 2 {
+				t.Errorf("/failed marks %d records lost, want 2", n)
+			}
+			body = e.mustGet("/failed?lost=1", "2 lost tasks in the record", `href="/snappea/failed/`+itoa(lost[0].ID)+`"`,
+				`href="/snappea/failed/`+itoa(lost[1].ID)+`"`)
+			if strings.Contains(body, "it broke") || strings.Contains(body, `href="/snappea/failed/`+itoa(broke.ID)+`"`) {
+				t.Error("/failed?lost=1 lists a record that is not lost")
+			}
+			e.mustGet("/failed?lost=1&limit=1", `href="/snappea/failed/`+itoa(lost[1].ID)+`"`)
+			e.mustGet("/failed/"+itoa(lost[0].ID), `<span class="badge bad lost">lost</span>`)
+			if body := e.mustGet("/failed/" + itoa(broke.ID)); strings.Contains(body, `class="badge bad lost"`) {
+				t.Error("a record that is not lost is marked lost")
+			}
+			if code, body := e.get("/failed?lost=yes"); code != http.StatusBadRequest || !strings.Contains(body, "want 1") {
+				t.Errorf("/failed?lost=yes: status %d, want 400 saying what it takes; body:\n%s", code, body)
+			}
+		})
+	}
+}
+
+func TestHandler_lostSearchLimit(t *testing.T) {
+	e := newEnv(t, backends(t)[0], dashboard.Config{SearchLimit: 2})
+	old := e.loseTask("boom")
+	e.failTask("boom")
+	e.failTask("other")
+	body := e.mustGet("/failed?lost=1", "1 lost tasks in the record", `id="partial"`, "newest 2")
+	if strings.Contains(body, `href="/snappea/failed/`+itoa(old.ID)+`"`) {
+		t.Error("/failed?lost=1 read past Config.SearchLimit")
+	}
+}
+
+func TestHandler_limits(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnvWith(t, b, dashboard.Config{}, func(c *daemon.Config) {
+				c.MaxRunning = map[string]int{"block": 2}
+				c.RetryLost = []string{"ok"}
+			})
+			ctx := context.Background()
+			body := e.mustGet("/tasks", "<th>Running / limit</th>", `<td class="limit">0 / 2</td><td class="retry">failed</td>`,
+				`<td class="limit">0 / no limit</td><td class="retry">enqueued again</td>`)
+			if !strings.Contains(body, `<tr id="task-block"><td>block</td>`) || !strings.Contains(body, `<tr id="task-ok"><td>ok</td>`) {
+				t.Errorf("/tasks lacks the rows of the tasks with limits:\n%s", body)
+			}
+			if _, err := e.q.Enqueue(ctx, "block", blockArgs{}); err != nil {
+				t.Fatal(err)
+			}
+			e.fm.Resume()
+			select {
+			case <-e.started:
+			case <-time.After(waitFor):
+				t.Fatal("the block task did not start")
+			}
+			e.mustGet("/tasks", `<tr id="task-block"><td>block</td><td>0</td><td>0</td><td>0s</td><td>0s</td><td class="limit">1 / 2</td>`)
+		})
 	}
 }

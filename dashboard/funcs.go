@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"strconv"
 	"time"
+
+	"github.com/snappea/snappea"
 )
 
 var funcs = template.FuncMap{
@@ -25,6 +27,7 @@ var funcs = template.FuncMap{
 	"q":        func(s string) template.URL { return template.URL(s) },
 	"nonempty": func(s string) bool { return s != "" },
 	"mib":      mib,
+	"lost":     snappea.IsLost,
 }
 
 // mib is a size in bytes as MiB to one decimal; "—" when unknown (0).

@@ -43,6 +43,7 @@ type overviewData struct {
 	Running        int
 	RunningKnown   bool
 	Failed         int64
+	Lost           int64 // of the failed, the lost tasks (snappea.IsLost)
 	OldestAge      time.Duration
 	OldestID       int64
 	// Backlog is the latest backlog the statistics sampled, for counts
@@ -73,6 +74,10 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Failed, err = h.q.Backend().FailureCount(ctx); err != nil {
 		h.internal(w, r, "count the failed tasks", err)
+		return
+	}
+	if d.Lost, err = h.q.Backend().CountLost(ctx); err != nil {
+		h.internal(w, r, "count the lost tasks", err)
 		return
 	}
 	now := time.Now()
@@ -300,6 +305,12 @@ type failedData struct {
 	Limit    int
 	ShowArgs bool
 	Tasks    []string // the task names among those listed
+	// Lost: only the records of lost tasks (?lost=1), found among the
+	// newest Searched records; Partial when that stopped at
+	// Config.SearchLimit before filling the page.
+	Lost     bool
+	Searched int64
+	Partial  bool
 }
 
 func (h *Handler) failed(w http.ResponseWriter, r *http.Request) {
@@ -313,23 +324,51 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if err := onlyParams(v, "limit", "notice"); err != nil {
+	if err := onlyParams(v, "limit", "lost", "notice"); err != nil {
 		h.fail(w, r, http.StatusBadRequest, "%v", err)
 		return
 	}
+	d := failedData{Limit: limit, ShowArgs: h.cfg.ShowArgs}
+	switch l := one(v, "lost"); l {
+	case "", "0":
+	case "1":
+		d.Lost = true
+	default:
+		h.fail(w, r, http.StatusBadRequest, "lost=%.40q: want 1 (only the lost tasks) or 0", l)
+		return
+	}
 	ctx := r.Context()
-	fs, err := h.q.Backend().Failures(ctx, limit)
-	if err != nil {
-		h.internal(w, r, "list the failed tasks", err)
-		return
+	if d.Lost {
+		// The record holds no index on the error: the lost ones are
+		// picked from the newest records, at most Config.SearchLimit of
+		// them, so that the page costs the same however large the record.
+		fs, err := h.q.Backend().Failures(ctx, h.cfg.SearchLimit)
+		if err != nil {
+			h.internal(w, r, "list the failed tasks", err)
+			return
+		}
+		d.Searched = int64(len(fs))
+		for _, f := range fs {
+			if snappea.IsLost(f.Error) && len(d.Failures) < limit {
+				d.Failures = append(d.Failures, f)
+			}
+		}
+		d.Partial = len(d.Failures) < limit && len(fs) == h.cfg.SearchLimit
+		if d.Total, err = h.q.Backend().CountLost(ctx); err != nil {
+			h.internal(w, r, "count the lost tasks", err)
+			return
+		}
+	} else {
+		if d.Failures, err = h.q.Backend().Failures(ctx, limit); err != nil {
+			h.internal(w, r, "list the failed tasks", err)
+			return
+		}
+		if d.Total, err = h.q.Backend().FailureCount(ctx); err != nil {
+			h.internal(w, r, "count the failed tasks", err)
+			return
+		}
 	}
-	total, err := h.q.Backend().FailureCount(ctx)
-	if err != nil {
-		h.internal(w, r, "count the failed tasks", err)
-		return
-	}
-	d := failedData{Failures: fs, Total: total, Limit: limit, ShowArgs: h.cfg.ShowArgs}
-	for _, f := range fs {
+	for _, f := range d.Failures {
 		if !slices.Contains(d.Tasks, f.Task) {
 			d.Tasks = append(d.Tasks, f.Task)
 		}
@@ -370,17 +409,25 @@ func (h *Handler) schedules(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, "schedules", http.StatusOK, h.newPage(w, r, "Schedules", ss))
 }
 
-// taskRow is one task name's statistics over the window.
+// taskRow is one task name's statistics over the window, and the
+// connected daemon's limits and running tasks of that name.
 type taskRow struct {
 	Task            string
 	Count, Failures int64
 	Mean, Max       time.Duration
 	total           time.Duration
+	Running         int  // running now in the connected daemon
+	MaxRunning      int  // the most that run at once; 0: no limit
+	RetryLost       bool // enqueued again when lost, not failed
 }
 
 type tasksData struct {
 	Hours int
 	Rows  []taskRow
+	// Live: a daemon answered, and the limits and running counts are
+	// its; DaemonErr why not, when one is configured.
+	Live      bool
+	DaemonErr string
 }
 
 func (h *Handler) tasks(w http.ResponseWriter, r *http.Request) {
@@ -419,6 +466,28 @@ func (h *Handler) tasks(w http.ResponseWriter, r *http.Request) {
 		t.Max = max(t.Max, s.Max)
 	}
 	d := tasksData{Hours: hours}
+	row := func(name string) *taskRow {
+		t := by[name]
+		if t == nil {
+			t = &taskRow{Task: name}
+			by[name] = t
+		}
+		return t
+	}
+	live, why := h.live(r)
+	d.DaemonErr = why
+	if live != nil {
+		d.Live = true
+		for name, n := range live.MaxRunning {
+			row(name).MaxRunning = n
+		}
+		for _, name := range live.RetryLost {
+			row(name).RetryLost = true
+		}
+		for _, a := range live.Active {
+			row(a.Task).Running++
+		}
+	}
 	for _, t := range by {
 		if t.Count > 0 {
 			t.Mean = t.total / time.Duration(t.Count)
