@@ -774,6 +774,10 @@ func TestHandler_limits(t *testing.T) {
 			if !strings.Contains(body, `<tr id="task-block"><td>block</td>`) || !strings.Contains(body, `<tr id="task-ok"><td>ok</td>`) {
 				t.Errorf("/tasks lacks the rows of the tasks with limits:\n%s", body)
 			}
+			if _, err := e.q.EnqueueWith(ctx, "ok", struct{}{}, registry.Options{SerialKey: "project:42"}); err != nil {
+				t.Fatal(err)
+			}
+			e.mustGet("/queued", "<th>Serial key</th>", `<td class="serial">project:42</td>`)
 			if _, err := e.q.Enqueue(ctx, "block", blockArgs{}); err != nil {
 				t.Fatal(err)
 			}

@@ -53,6 +53,7 @@ type PendingTask struct {
 	Attempt     int       // 1 for the first run
 	MaxAttempts int       // 0 or 1: no retries
 	EnqueuedAt  time.Time // when this attempt was enqueued
+	SerialKey   string    // "": none; else it runs after, never beside, the earlier tasks with this key
 }
 
 // Ready reports whether the task may be claimed now.

@@ -188,7 +188,7 @@ func newQueries(schema string) queries {
 		unregister: s(`DELETE FROM @.daemons WHERE id = $1`),
 		removeGone: s(`DELETE FROM @.daemons WHERE last_seen < now() - make_interval(secs => $1)`),
 
-		pendingCols: `id, task, priority, key, run_at, attempt, max_attempts, created_at`,
+		pendingCols: `id, task, priority, key, run_at, attempt, max_attempts, created_at, serial_key`,
 		tasks:       schema + ".tasks",
 	}
 }

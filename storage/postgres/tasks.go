@@ -456,13 +456,13 @@ func (b *Backend) pendingSegment(ctx context.Context, f storage.PendingFilter, s
 	for rs.Next() {
 		var (
 			p                storage.PendingTask
-			key              sql.NullString
+			key, serial      sql.NullString
 			runAt, createdAt int64
 		)
-		if err := rs.Scan(&p.ID, &p.Task, &p.Priority, &key, &runAt, &p.Attempt, &p.MaxAttempts, &createdAt); err != nil {
+		if err := rs.Scan(&p.ID, &p.Task, &p.Priority, &key, &runAt, &p.Attempt, &p.MaxAttempts, &createdAt, &serial); err != nil {
 			return nil, fmt.Errorf("list pending tasks: %w", b.err(err))
 		}
-		p.Key, p.RunAt, p.EnqueuedAt = key.String, unixTime(runAt), time.Unix(0, createdAt)
+		p.Key, p.SerialKey, p.RunAt, p.EnqueuedAt = key.String, serial.String, unixTime(runAt), time.Unix(0, createdAt)
 		out = append(out, p)
 	}
 	if err := rs.Err(); err != nil {

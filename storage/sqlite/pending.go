@@ -49,13 +49,13 @@ func (b *Backend) pending(ctx context.Context, query string, args []any) ([]stor
 	for rows.Next() {
 		var (
 			p                storage.PendingTask
-			key              sql.NullString
+			key, serial      sql.NullString
 			runAt, createdAt int64
 		)
-		if err := rows.Scan(&p.ID, &p.Task, &p.Priority, &key, &runAt, &p.Attempt, &p.MaxAttempts, &createdAt); err != nil {
+		if err := rows.Scan(&p.ID, &p.Task, &p.Priority, &key, &runAt, &p.Attempt, &p.MaxAttempts, &createdAt, &serial); err != nil {
 			return nil, fmt.Errorf("list pending tasks: %w", err)
 		}
-		p.Key = key.String
+		p.Key, p.SerialKey = key.String, serial.String
 		p.RunAt = unixTime(runAt)
 		p.EnqueuedAt = time.Unix(0, createdAt)
 		out = append(out, p)
@@ -114,7 +114,7 @@ func pendingSegments(f storage.PendingFilter) []segment {
 // and its arguments.
 func pendingSQL(f storage.PendingFilter, seg segment, limit int) (string, []any) {
 	query := `SELECT id, task, CAST(priority AS INTEGER), key, CAST(run_at AS INTEGER), CAST(attempt AS INTEGER),
-		CAST(max_attempts AS INTEGER), CAST(created_at AS INTEGER) FROM snappea_tasks WHERE true`
+		CAST(max_attempts AS INTEGER), CAST(created_at AS INTEGER), serial_key FROM snappea_tasks WHERE true`
 	var args []any
 	if f.Delayed {
 		query += ` AND run_at > 0`

@@ -547,7 +547,7 @@ func testBacklog(t *testing.T, b storage.Backend) {
 func testPending(t *testing.T, b storage.Backend) {
 	ctx := ctxOf(t)
 	hi, later, sooner := row("a"), row("b"), row("a")
-	hi.Priority, hi.Key = 5, "hk"
+	hi.Priority, hi.Key, hi.SerialKey = 5, "hk", "project:1"
 	later.RunAt, sooner.RunAt = base.Add(2*time.Hour), base.Add(time.Hour)
 	res := mustInsert(t, b, row("a"), hi, later, sooner, row("b"))
 	list := func(f storage.PendingFilter) []int64 {
@@ -582,8 +582,11 @@ func testPending(t *testing.T, b storage.Backend) {
 	}
 	ps, err := b.Pending(ctx, storage.PendingFilter{Limit: 1})
 	if err != nil || len(ps) != 1 || ps[0].Task != "a" || ps[0].Priority != 5 || ps[0].Key != "hk" ||
-		!ps[0].RunAt.IsZero() || ps[0].Attempt != 1 || !ps[0].EnqueuedAt.Equal(base) {
+		ps[0].SerialKey != "project:1" || !ps[0].RunAt.IsZero() || ps[0].Attempt != 1 || !ps[0].EnqueuedAt.Equal(base) {
 		t.Errorf("Pending fields: got %+v, %v", ps, err)
+	}
+	if ps, err := b.Pending(ctx, storage.PendingFilter{Delayed: true, Limit: 1}); err != nil || len(ps) != 1 || ps[0].SerialKey != "" {
+		t.Errorf("Pending of a task without a serial key: got %+v, %v; want SerialKey empty", ps, err)
 	}
 	if _, err := b.Pending(ctx, storage.PendingFilter{Limit: -1}); err == nil {
 		t.Error("Pending with a negative limit: no error")
