@@ -88,7 +88,8 @@ type Config struct {
 	// SearchLimit is the most queued tasks a page of /queued filtered by
 	// task name reads, in claim order, to find its tasks (the index holds
 	// no names); a page that found fewer says so and its next page
-	// searches on. Default 5000.
+	// searches on. It also bounds the newest failed records a page of
+	// /failed?lost=1 picks the lost tasks from. Default 5000.
 	SearchLimit int
 	// Logger receives the handler's errors (not the refused requests).
 	// Default slog.Default().
