@@ -738,6 +738,9 @@ func TestHandler_lost(t *testing.T) {
 			if strings.Contains(body, "it broke") || strings.Contains(body, `href="/snappea/failed/`+itoa(broke.ID)+`"`) {
 				t.Error("/failed?lost=1 lists a record that is not lost")
 			}
+			if strings.Contains(body, `id="retry-all"`) || strings.Contains(body, `id="purge"`) {
+				t.Error("/failed?lost=1 offers retry all or purge, which act on every failed record")
+			}
 			e.mustGet("/failed?lost=1&limit=1", `href="/snappea/failed/`+itoa(lost[1].ID)+`"`)
 			e.mustGet("/failed/"+itoa(lost[0].ID), `<span class="badge bad lost">lost</span>`)
 			if body := e.mustGet("/failed/" + itoa(broke.ID)); strings.Contains(body, `class="badge bad lost"`) {

@@ -341,7 +341,9 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request) {
 	if d.Lost {
 		// The record holds no index on the error: the lost ones are
 		// picked from the newest records, at most Config.SearchLimit of
-		// them, so that the page costs the same however large the record.
+		// them, so that the listing reads no more however large the
+		// record. The bulk actions are not offered here: they act on
+		// every failed record, not only the lost ones listed.
 		fs, err := h.q.Backend().Failures(ctx, h.cfg.SearchLimit)
 		if err != nil {
 			h.internal(w, r, "list the failed tasks", err)
