@@ -28,7 +28,8 @@ const claimColumns = `id, task, args, created_at, priority, attempt, max_attempt
 // most tasks, then each name and its limit. The tasks of names without a
 // limit are one range of the claim index, as Claim's; each limited name
 // is a range of its own, limited to the tasks it may still start. Rows a
-// limit holds back are skipped, never waited on.
+// limit holds back are skipped, never waited on. ?3 is used as ?3+0, an
+// expression, for the reason claimSQL gives.
 func claimSQLFor(names []string) string {
 	if len(names) == 0 {
 		// The common case, one range of the claim index as Claim's is:
@@ -37,7 +38,7 @@ func claimSQLFor(names []string) string {
 		(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
 		SELECT id, ?1, ?2, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key
 		FROM snappea_tasks t WHERE run_at = 0 AND ` + serialFreeSQL + `
-		ORDER BY priority DESC, id LIMIT ?3
+		ORDER BY priority DESC, id LIMIT ?3+0
 		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`
 	}
 	var b strings.Builder
@@ -55,7 +56,7 @@ func claimSQLFor(names []string) string {
 		}
 		b.WriteString(`)`)
 	}
-	b.WriteString(` AND ` + serialFreeSQL + ` ORDER BY priority DESC, id LIMIT ?3)`)
+	b.WriteString(` AND ` + serialFreeSQL + ` ORDER BY priority DESC, id LIMIT ?3+0)`)
 	for i := range names {
 		name, limit := 4+2*i, 5+2*i
 		fmt.Fprintf(&b, `
@@ -65,7 +66,7 @@ func claimSQLFor(names []string) string {
 			LIMIT max(?%d - (SELECT count(*) FROM snappea_inflight f WHERE f.task = ?%d), 0))`, name, limit, name)
 	}
 	b.WriteString(`)
-		ORDER BY priority DESC, id LIMIT ?3
+		ORDER BY priority DESC, id LIMIT ?3+0
 		RETURNING id, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key`)
 	return b.String()
 }
