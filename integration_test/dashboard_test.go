@@ -322,6 +322,11 @@ func TestDashboard_reload(t *testing.T) {
 		t.Fatalf("GET the dashboard: %d", code)
 	}
 	mustSnappea(t, "reload", "--wait", "--dir", dir)
+	// The new program answers on its control socket before it serves the
+	// dashboard: wait for its record, not only for the reload.
+	d.waitUntil(10*time.Second, "the reloaded program to serve the dashboard", func() bool {
+		return d.count(isMsg("serving the dashboard")) >= 2
+	})
 	if n := d.count(isMsg("serving the dashboard")); n != 2 {
 		t.Errorf("%d dashboard starts after a reload, want 2\n%s", n, d.output())
 	}
