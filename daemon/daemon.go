@@ -566,11 +566,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	err = d.fm.Run(runCtx)
 	// The tasks still running at the graceful deadline recorded lost,
 	// while the daemon is still listed live (its records are its own).
-	stopBy := time.Now().Add(finalFlushMin)
-	if ns := d.stopBy.Load(); ns != 0 {
-		stopBy = later(stopBy, time.Unix(0, ns))
-	}
-	d.led.stop(stopBy)
+	d.led.stop(d.stopDeadline(finalFlushMin))
 	d.stopPool(poolDone)
 	if members != nil {
 		members.stop()
@@ -617,11 +613,7 @@ func (d *Daemon) stopPool(done chan struct{}) {
 	if d.pool == nil {
 		return
 	}
-	deadline := time.Now()
-	if ns := d.stopBy.Load(); ns != 0 {
-		deadline = later(deadline, time.Unix(0, ns))
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), d.stopDeadline(0))
 	st, err := d.pool.Shutdown(ctx)
 	cancel()
 	<-done
@@ -656,11 +648,7 @@ func (d *Daemon) reclaimLog(ctx context.Context) {
 // flushes the reporter.
 func (d *Daemon) flush() {
 	if d.rec != nil {
-		deadline := time.Now().Add(finalFlushMin)
-		if ns := d.stopBy.Load(); ns != 0 {
-			deadline = later(deadline, time.Unix(0, ns))
-		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		ctx, cancel := context.WithDeadline(context.Background(), d.stopDeadline(finalFlushMin))
 		if err := d.rec.Flush(ctx); err != nil {
 			rows, tasks := d.rec.Unwritten()
 			d.log.Warn("could not write the last statistics before the stop deadline; they are lost",
@@ -746,10 +734,14 @@ func (d *Daemon) release() {
 	})
 }
 
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// stopDeadline is when the stop's remaining writes must end: the stop's
+// deadline, but at least least from now.
+func (d *Daemon) stopDeadline(least time.Duration) time.Time {
+	t := time.Now().Add(least)
+	if ns := d.stopBy.Load(); ns != 0 {
+		if by := time.Unix(0, ns); by.After(t) {
+			return by
+		}
 	}
-	return a
+	return t
 }

@@ -118,6 +118,12 @@ func (l *ledger) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 	// records first: they may be what frees the limit.
 	if len(l.finished) >= l.batch || (len(l.finished) > 0 && l.held.Load()) {
 		fin, l.finished = l.finished, nil
+		// This claim removes them: no flush of its own is due until
+		// another task settles (putBack arms it again).
+		if l.timer != nil {
+			l.timer.Stop()
+			l.timer = nil
+		}
 	}
 	l.mu.Unlock()
 	c, err := l.b.ClaimFor(ctx, storage.ClaimRequest{Owner: owner, N: n, Finished: fin, MaxRunning: l.limits})
@@ -134,9 +140,6 @@ func (l *ledger) Claim(ctx context.Context, n int) ([]snappea.Task, error) {
 // Held reports whether the last claim left ready tasks that a limit
 // held back (see foreman.Ledger).
 func (l *ledger) Held() bool { return l.held.Load() }
-
-// Limits is MaxRunning by task name, as the claims apply it.
-func (l *ledger) Limits() map[string]int { return l.limits }
 
 // Promote is the queue's.
 func (l *ledger) Promote(ctx context.Context, now time.Time) (time.Time, error) {

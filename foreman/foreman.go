@@ -887,7 +887,7 @@ func (f *Foreman) run(t snappea.Task) {
 	attempt := max(t.Attempt, 1)
 
 	ctx, cancel := context.WithCancelCause(f.taskCtx)
-	a := &activeTask{id: t.ID, name: t.Name, attempt: t.Attempt, started: start, cancel: cancel}
+	a := &activeTask{id: t.ID, name: t.Name, attempt: attempt, started: start, cancel: cancel}
 	var overdue *time.Timer
 	if timeout > 0 {
 		a.deadline = start.Add(timeout)
