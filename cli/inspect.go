@@ -24,8 +24,10 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	return d.status(ctx, !control.WithoutQueue(ctx))
 }
 
-// status is the daemon's status, with the queue's counts when counts is
-// set (they count every pending row; the dashboard bounds its own).
+// status is the daemon's status. With counts it also reads the
+// database: the queue's counts (every pending row; the dashboard bounds
+// its own), the schedules, the lost tasks and the table of daemons, which
+// the dashboard reads itself, so that its pages do not read them twice.
 func (d *daemon) status(ctx context.Context, counts bool) (*control.Status, error) {
 	s := d.fm.Snapshot()
 	var st queue.Stats
@@ -62,17 +64,20 @@ func (d *daemon) status(ctx context.Context, counts bool) (*control.Status, erro
 		out.Services = append(out.Services, control.Service{Name: sv.Name, State: sv.State.String(),
 			Restarts: sv.Restarts, LastError: sv.LastError, Since: sv.Since})
 	}
+	procStatus(d.dm, out)
+	out.MaxRunning, out.RetryLost = d.dm.Limits()
+	out.Database = d.f.data.where()
+	if !counts {
+		return out, nil
+	}
 	sched, err := d.scheduleStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out.Schedules = append(out.Schedules, sched...)
-	procStatus(d.dm, out)
-	out.MaxRunning, out.RetryLost = d.dm.Limits()
 	if out.Lost, err = d.q.Backend().CountLost(ctx); err != nil {
 		return nil, err
 	}
-	out.Database = d.f.data.where()
 	if d.f.data.postgres() {
 		// The cluster, so that 'snappea status' on the data directory
 		// lists it without being given the URL.

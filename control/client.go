@@ -50,10 +50,10 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
-// LiveStatus is Status without the queue's counts (Pending, Ready,
-// Delayed, OldestAgeSeconds are 0), which the daemon would count over
-// every pending row: for a caller that counts the queue itself, bounded,
-// such as the dashboard. A daemon from before LiveStatus answers with the
+// LiveStatus is Status without what the daemon reads from the database:
+// the queue's counts (Pending, Ready, Delayed, OldestAgeSeconds are 0,
+// counted over every pending row), Schedules, Lost and Daemons. It is for
+// a caller that reads those itself, bounded, such as the dashboard. A daemon from before LiveStatus answers with the
 // counts.
 func (c *Client) LiveStatus(ctx context.Context) (*Status, error) {
 	var st Status

@@ -56,7 +56,8 @@ type Handler interface {
 type noQueueKey struct{}
 
 // WithoutQueue reports whether the Status call with ctx was asked for by
-// Client.LiveStatus: the Handler may then leave the queue's counts out.
+// Client.LiveStatus: the Handler may then leave out what it reads from
+// the database (see LiveStatus).
 func WithoutQueue(ctx context.Context) bool {
 	v, _ := ctx.Value(noQueueKey{}).(bool)
 	return v
