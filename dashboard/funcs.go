@@ -18,16 +18,14 @@ var funcs = template.FuncMap{
 		}
 		return d.Round(time.Minute).String()
 	},
-	"secs":     func(s float64) string { return dur(time.Duration(s * float64(time.Second))) },
-	"when":     when,
-	"num":      num,
-	"until":    func(t time.Time) string { return dur(time.Until(t)) },
-	"overdue":  func(t time.Time) bool { return !t.IsZero() && time.Now().After(t) },
-	"printf":   fmt.Sprintf,
-	"q":        func(s string) template.URL { return template.URL(s) },
-	"nonempty": func(s string) bool { return s != "" },
-	"mib":      mib,
-	"lost":     snappea.IsLost,
+	"secs":    func(s float64) string { return dur(time.Duration(s * float64(time.Second))) },
+	"when":    when,
+	"num":     num,
+	"overdue": func(t time.Time) bool { return !t.IsZero() && time.Now().After(t) },
+	"printf":  fmt.Sprintf,
+	"q":       func(s string) template.URL { return template.URL(s) },
+	"mib":     mib,
+	"lost":    snappea.IsLost,
 }
 
 // mib is a size in bytes as MiB to one decimal; "—" when unknown (0).

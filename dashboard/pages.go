@@ -329,7 +329,7 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := failedData{Limit: limit, ShowArgs: h.cfg.ShowArgs}
-	switch l := one(v, "lost"); l {
+	switch l := v.Get("lost"); l {
 	case "", "0":
 	case "1":
 		d.Lost = true

@@ -105,14 +105,14 @@ func parseQueued(v url.Values) (queuedQuery, error) {
 	if err := onlyParams(v, "state", "order", "task", "priority", "key", "limit", "after", "notice"); err != nil {
 		return q, err
 	}
-	switch s := one(v, "state"); s {
+	switch s := v.Get("state"); s {
 	case "", "all":
 	case "ready", "delayed":
 		q.State = s
 	default:
 		return q, fmt.Errorf("state=%.40q: want all, ready or delayed", s)
 	}
-	switch o := one(v, "order"); o {
+	switch o := v.Get("order"); o {
 	case "", "oldest":
 	case "newest":
 		q.Newest = true
@@ -126,7 +126,7 @@ func parseQueued(v url.Values) (queuedQuery, error) {
 	if q.Key, err = text(v, "key"); err != nil {
 		return q, err
 	}
-	if p := strings.TrimSpace(one(v, "priority")); p != "" {
+	if p := strings.TrimSpace(v.Get("priority")); p != "" {
 		n, err := strconv.ParseInt(p, 10, 32)
 		if err != nil {
 			return q, fmt.Errorf("priority=%.40q: want a whole number", p)
@@ -137,16 +137,13 @@ func parseQueued(v url.Values) (queuedQuery, error) {
 	if q.Limit, err = intParam(v, "limit", DefaultPageSize, 1, MaxPageSize); err != nil {
 		return q, err
 	}
-	if a := one(v, "after"); a != "" {
+	if a := v.Get("after"); a != "" {
 		if q.After, err = parseCursor(a); err != nil {
 			return q, err
 		}
 	}
 	return q, nil
 }
-
-// one is the parameter's value; "" when absent.
-func one(v url.Values, name string) string { return v.Get(name) }
 
 // text is a free-text parameter: a task name or a key.
 func text(v url.Values, name string) (string, error) {

@@ -46,16 +46,14 @@ func claimSQLFor(names []string) string {
 		(id, owner, started, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key)
 		SELECT id, ?1, ?2, task, args, created_at, priority, attempt, max_attempts, timeout_ns, key, serial_key FROM (
 		SELECT * FROM (SELECT ` + claimColumns + ` FROM snappea_tasks t WHERE run_at = 0`)
-	if len(names) > 0 {
-		b.WriteString(` AND task NOT IN (`)
-		for i := range names {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "?%d", 4+2*i)
+	b.WriteString(` AND task NOT IN (`)
+	for i := range names {
+		if i > 0 {
+			b.WriteString(", ")
 		}
-		b.WriteString(`)`)
+		fmt.Fprintf(&b, "?%d", 4+2*i)
 	}
+	b.WriteString(`)`)
 	b.WriteString(` AND ` + serialFreeSQL + ` ORDER BY priority DESC, id LIMIT ?3+0)`)
 	for i := range names {
 		name, limit := 4+2*i, 5+2*i
