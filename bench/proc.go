@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,13 +124,13 @@ func (r *runner) openPostgres(ctx context.Context) error {
 	where := postgres.Redact(r.cfg.DatabaseURL)
 	db, err := sql.Open("pgx", r.cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("PostgreSQL database at %s: %s", where, r.redact(err))
+		return fmt.Errorf("PostgreSQL database at %s: %w", where, postgres.RedactError(err, r.cfg.DatabaseURL))
 	}
 	var exists bool
 	err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, r.cfg.Schema).Scan(&exists)
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("connect to the PostgreSQL database at %s: %s", where, r.redact(err))
+		return fmt.Errorf("connect to the PostgreSQL database at %s: %w", where, postgres.RedactError(err, r.cfg.DatabaseURL))
 	}
 	if exists {
 		db.Close()
@@ -146,20 +145,9 @@ func (r *runner) dropSchema() error {
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
 	if _, err := r.pg.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{r.cfg.Schema}.Sanitize()+` CASCADE`); err != nil {
-		return fmt.Errorf("drop schema %s in the PostgreSQL database at %s: %s", r.cfg.Schema, postgres.Redact(r.cfg.DatabaseURL), r.redact(err))
+		return fmt.Errorf("drop schema %s in the PostgreSQL database at %s: %w", r.cfg.Schema, postgres.Redact(r.cfg.DatabaseURL), postgres.RedactError(err, r.cfg.DatabaseURL))
 	}
 	return nil
-}
-
-// redact is err's message without the URL's password.
-func (r *runner) redact(err error) string {
-	msg := err.Error()
-	if u, perr := url.Parse(r.cfg.DatabaseURL); perr == nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-	}
-	return msg
 }
 
 // childEnv is this process's environment without SNAPPEA_* and SENTRY_*,

@@ -235,6 +235,19 @@ func TestRedactErr(t *testing.T) {
 	}
 }
 
+// TestRedactError: the password of the URL given is hidden wherever it
+// stands in the message, also when the URL carries it as a parameter
+// (what the benchmark's errors are wrapped with).
+func TestRedactError(t *testing.T) {
+	for _, dsn := range []string{"postgres://u:s3cr3t@h/db", "postgres://u@h/db?password=s3cr3t", "host=h password=s3cr3t"} {
+		inner := errors.New("connect: server said no to s3cr3t")
+		err := RedactError(inner, dsn)
+		if strings.Contains(err.Error(), "s3cr3t") || !errors.Is(err, inner) {
+			t.Errorf("RedactError(%q) = %q, want the password hidden and the error wrapped", dsn, err)
+		}
+	}
+}
+
 func TestOpen_badURLRedacted(t *testing.T) {
 	_, err := Open(t.Context(), Config{URL: "postgres://u:s3cr3t@h:notaport/db"})
 	if err == nil {

@@ -82,3 +82,8 @@ func redactErr(err error, secret string) error {
 	}
 	return &redactedError{err: err, secret: secret}
 }
+
+// RedactError wraps err so that its message shows neither dsn's password
+// nor the password of any database URL in it, as the backend's own errors
+// do.
+func RedactError(err error, dsn string) error { return redactErr(err, passwordOf(dsn)) }
