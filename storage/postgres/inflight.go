@@ -139,7 +139,11 @@ func claimSQL(limited bool) string {
 		UNION ALL
 		SELECT 1, 0, '', '', 0, 0, 0, 0, 0, NULL, NULL,
 			(SELECT serial_key FROM @.tasks WHERE serial_key IS NOT NULL ORDER BY serial_key LIMIT 1) IS NOT NULL,
-			(SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 + 1) AS ready)
+			-- The ready tasks matter only to a claim that came back short
+			-- (Held): a full one does not read the claim index again.
+			CASE WHEN (SELECT count(*) FROM c) < $1 THEN
+				(SELECT count(*) FROM (SELECT 1 FROM @.tasks WHERE run_at = 0 ORDER BY priority DESC, id LIMIT $1 + 1) AS ready)
+			ELSE 0 END
 			+ (SELECT count(*) FROM wake)`
 }
 
