@@ -65,9 +65,10 @@ func idList(ids []int64) string {
 // ClaimFor is Claim for daemon r.Owner: it deletes the ledger's records
 // of r.Finished, then claims up to r.N tasks as Claim does, within the
 // limits, each recorded in the ledger in the claim's own statement. Both
-// are autocommit statements, in one turn of the write lock: a claim costs
-// no transaction more than Claim's, and the records of finished tasks are
-// best passed in batches.
+// are autocommit statements, in one turn of the write lock: a claim
+// without Finished costs no transaction more than Claim's, and one with
+// them one commit more, which is why the records of finished tasks are
+// passed in batches.
 func (b *Backend) ClaimFor(ctx context.Context, r storage.ClaimRequest) (storage.Claimed, error) {
 	if r.N <= 0 && len(r.Finished) == 0 {
 		return storage.Claimed{}, nil
