@@ -313,27 +313,11 @@ func (c *cmdEnv) enqueue(ctx context.Context, q *queue.Queue, task string, args 
 	}
 	fmt.Fprintf(c.Stderr, "enqueued %d × %s in %s (%s, %.0f/s)", done, task, formatDuration(elapsed), mode,
 		float64(done)/elapsed.Seconds())
-	if due := dueTime(opts, start); done > 0 && !due.IsZero() {
+	if due := opts.DueAt(start); done > 0 && !due.IsZero() {
 		fmt.Fprintf(c.Stderr, "; due at %s", due.Format(time.RFC3339))
 	}
 	fmt.Fprintln(c.Stderr)
 	return ExitOK
-}
-
-// dueTime is about when tasks enqueued at now with opts may run; the zero
-// time for now.
-func dueTime(opts registry.Options, now time.Time) time.Time {
-	switch {
-	case opts.Debounce > 0:
-		return now.Add(opts.Debounce)
-	case !opts.RunAt.IsZero():
-		if opts.RunAt.After(now) {
-			return opts.RunAt
-		}
-	case opts.Delay > 0:
-		return now.Add(opts.Delay)
-	}
-	return time.Time{}
 }
 
 // duplicates counts the tasks not queued, by the pending task holding

@@ -336,24 +336,9 @@ func (q *Queue) newRow(task string, args any, opts registry.Options, now time.Ti
 		MaxAttempts: opts.MaxAttempts, Timeout: opts.Timeout, Key: opts.Key, SerialKey: opts.SerialKey,
 		Replace: opts.OnDuplicate == registry.Replace, Reschedule: opts.Debounce > 0}
 	if !q.cfg.Inline {
-		r.RunAt = dueAt(opts, now)
+		r.RunAt = opts.DueAt(now)
 	}
 	return r, nil
-}
-
-// dueAt is when a task may run: the zero time if now, else when it may.
-func dueAt(opts registry.Options, now time.Time) time.Time {
-	switch {
-	case opts.Debounce > 0:
-		return now.Add(opts.Debounce)
-	case !opts.RunAt.IsZero():
-		if opts.RunAt.After(now) {
-			return opts.RunAt
-		}
-	case opts.Delay > 0:
-		return now.Add(opts.Delay)
-	}
-	return time.Time{}
 }
 
 // Enqueue queues one task and wakes the daemon. args is encoded as JSON
@@ -669,7 +654,7 @@ func (q *Queue) Retry(ctx context.Context, t *Task, at time.Time) (int64, error)
 	}
 	now := time.Now()
 	ins, err := q.b.Insert(ctx, nil, []storage.Row{{Task: t.Name, Args: t.Args, CreatedAt: now,
-		Priority: t.Priority, RunAt: dueAt(registry.Options{RunAt: at}, now), Attempt: max(t.Attempt, 1) + 1,
+		Priority: t.Priority, RunAt: registry.Options{RunAt: at}.DueAt(now), Attempt: max(t.Attempt, 1) + 1,
 		MaxAttempts: t.MaxAttempts, Timeout: t.Timeout, SerialKey: t.SerialKey}})
 	if err != nil {
 		return 0, fmt.Errorf("retry task %d: %w", t.ID, err)

@@ -130,6 +130,23 @@ func (d Duplicate) String() string {
 	return fmt.Sprintf("Duplicate(%d)", int(d))
 }
 
+// DueAt is when a task enqueued at now with o may first run: the zero
+// time for at once (a RunAt not after now included), else now+Debounce,
+// RunAt, or now+Delay, whichever o gives.
+func (o Options) DueAt(now time.Time) time.Time {
+	switch {
+	case o.Debounce > 0:
+		return now.Add(o.Debounce)
+	case !o.RunAt.IsZero():
+		if o.RunAt.After(now) {
+			return o.RunAt
+		}
+	case o.Delay > 0:
+		return now.Add(o.Delay)
+	}
+	return time.Time{}
+}
+
 // Merge returns o with every field that over sets (non-zero) replaced by
 // over's. Delay, RunAt and Debounce are one setting, when the task runs:
 // if over sets any of them, all three come from over, so a call's Delay

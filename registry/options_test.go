@@ -193,3 +193,22 @@ func TestTask_EnqueueAppliesDefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestOptions_DueAt(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		o    Options
+		want time.Time
+	}{
+		{"at once", Options{}, time.Time{}},
+		{"delay", Options{Delay: time.Minute}, now.Add(time.Minute)},
+		{"run at later", Options{RunAt: now.Add(time.Hour)}, now.Add(time.Hour)},
+		{"run at past", Options{RunAt: now.Add(-time.Hour)}, time.Time{}},
+		{"debounce", Options{OnDuplicate: Replace, Debounce: time.Second}, now.Add(time.Second)},
+	} {
+		if got := tt.o.DueAt(now); !got.Equal(tt.want) {
+			t.Errorf("%s: DueAt = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
